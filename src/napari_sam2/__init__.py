@@ -1,0 +1,36 @@
+"""SAM 2 (Segment Anything 2) in napari, on a clean PyTorch implementation.
+
+The public API is imported lazily, so ``import napari_sam2`` (which napari does to read
+the plugin manifest) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+if TYPE_CHECKING:
+    from .engine.image import ImagePredictor
+    from .weights import load_model
+
+# public name -> module that defines it
+_LAZY = {
+    "load_model": "napari_sam2.weights",
+    "ImagePredictor": "napari_sam2.engine.image",
+}
+
+__all__ = ["ImagePredictor", "__version__", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'napari_sam2' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,28 @@
+"""The package's exceptions.
+
+Every error this package raises on purpose derives from :class:`SAM2Error`, so a caller
+(the CLI, a napari widget) can catch them all and show the one-line message instead of
+a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SAM2Error(Exception):
+    """Base class of every error napari-sam2 raises on purpose."""
+
+
+class CheckpointError(SAM2Error):
+    """A checkpoint file is missing, unreadable, unsafe, or does not fit the model."""
+
+
+class WeightsUnavailableError(SAM2Error):
+    """Official weights were asked for by name but could not be downloaded."""
+
+
+class UnknownModelError(SAM2Error, ValueError):
+    """A model name that is neither a file nor a known official variant."""
+
+
+class InputError(SAM2Error, ValueError):
+    """An image or prompt that the model cannot take (wrong rank, NaN, outside the image, ...)."""
