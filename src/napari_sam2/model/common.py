@@ -1,0 +1,76 @@
+"""Small building blocks shared by several SAM 2 components."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLP(nn.Module):
+    """A stack of linear layers with an activation between them.
+
+    Arguments:
+        in_dim: input features.
+        hidden_dim: features of every hidden layer.
+        out_dim: output features.
+        num_layers: number of linear layers (>= 1).
+        activation: activation module class used between layers.
+        sigmoid_output: apply a sigmoid to the output.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int,
+        *,
+        activation: type[nn.Module] = nn.ReLU,
+        sigmoid_output: bool = False,
+    ) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = activation()
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = self.act(x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, H, W) tensor."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # normalise channels-last, then back: (B, C, H, W) -> (B, H, W, C) -> (B, C, H, W)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+#: below this many keys, plain matmul-softmax-matmul beats the fused CPU kernel
+_FEW_KEYS = 64
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Softmax attention over the last two axes, (..., Nq, D) x (..., Nk, D).
+
+    With only a few keys (prompt tokens) the fused kernel's blocking is wasted work,
+    so the scores are formed explicitly; the maths is the same.
+    """
+    if k.shape[-2] <= _FEW_KEYS and q.shape[-2] > k.shape[-2]:
+        # scores laid out (..., Nk, Nq): the softmax then runs along a long axis
+        scores_t = k @ (q * q.shape[-1] ** -0.5).transpose(-2, -1)
+        return scores_t.softmax(dim=-2).transpose(-2, -1) @ v
+    return F.scaled_dot_product_attention(q, k, v)
