@@ -1,0 +1,504 @@
+"""Official SAM 2 weights: registry, download, safe reading, variant inference, loading.
+
+``load_model`` is the one entry point most code needs::
+
+    model = load_model("sam2.1_hiera_tiny")            # official weights, downloaded once
+    model = load_model("/data/sam2.1_hiera_tiny.pt")   # a local official checkpoint
+
+Checkpoints are read with ``torch.load(..., weights_only=True)``: only tensors and plain
+containers are ever unpickled. The variant is inferred from the checkpoint's own tensors,
+so a file does not need a matching name. Every failure is a one-line
+:class:`~napari_sam2.errors.SAM2Error` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .errors import CheckpointError, InputError, UnknownModelError, WeightsUnavailableError
+from .model.config import CONFIGS, SAM2Config
+
+if TYPE_CHECKING:
+    from .model.sam2 import SAM2
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "REGISTRY",
+    "canonical_name",
+    "check_state_dict",
+    "infer_config",
+    "load_model",
+    "read_state_dict",
+    "resolve_checkpoint",
+]
+
+#: Official variant name -> (Hugging Face repo id, file name), as the official ``build_sam.py``.
+REGISTRY: dict[str, tuple[str, str]] = {
+    "sam2.1_hiera_tiny": ("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt"),
+    "sam2.1_hiera_small": ("facebook/sam2.1-hiera-small", "sam2.1_hiera_small.pt"),
+    "sam2.1_hiera_base_plus": ("facebook/sam2.1-hiera-base-plus", "sam2.1_hiera_base_plus.pt"),
+    "sam2.1_hiera_large": ("facebook/sam2.1-hiera-large", "sam2.1_hiera_large.pt"),
+    "sam2_hiera_tiny": ("facebook/sam2-hiera-tiny", "sam2_hiera_tiny.pt"),
+    "sam2_hiera_small": ("facebook/sam2-hiera-small", "sam2_hiera_small.pt"),
+    "sam2_hiera_base_plus": ("facebook/sam2-hiera-base-plus", "sam2_hiera_base_plus.pt"),
+    "sam2_hiera_large": ("facebook/sam2-hiera-large", "sam2_hiera_large.pt"),
+}
+
+#: The model ``load_model()`` loads when given no name.
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+# A tensor every SAM 2 checkpoint has; its absence means "not SAM 2".
+_PATCH_EMBED = "image_encoder.trunk.patch_embed.proj.weight"
+_SAM1_PATCH_EMBED = "image_encoder.patch_embed.proj.weight"
+_SIZE_ALIASES = {
+    "t": "tiny",
+    "tiny": "tiny",
+    "s": "small",
+    "small": "small",
+    "b+": "base_plus",
+    "base+": "base_plus",
+    "bplus": "base_plus",
+    "base_plus": "base_plus",
+    "l": "large",
+    "large": "large",
+}
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def canonical_name(name: str) -> str | None:
+    """Return the registry name for ``name`` or one of its aliases, else ``None``.
+
+    Accepted spellings of, for example, ``sam2.1_hiera_base_plus``: ``sam2.1_hiera_b+``,
+    ``sam2.1-hiera-base-plus``, ``facebook/sam2.1-hiera-base-plus``,
+    ``sam2.1_hiera_base_plus.pt`` (case-insensitive).
+    """
+    text = name.strip().lower()
+    text = text.removeprefix("facebook/").removesuffix(".pt").replace("-", "_")
+    match = re.fullmatch(r"sam(2|2\.0|2\.1)_hiera_(.+)", text)
+    if match is None or match.group(2) not in _SIZE_ALIASES:
+        return None
+    version = "sam2.1" if match.group(1) == "2.1" else "sam2"
+    candidate = f"{version}_hiera_{_SIZE_ALIASES[match.group(2)]}"
+    return candidate if candidate in REGISTRY else None
+
+
+def _looks_like_path(value: str | os.PathLike[str]) -> bool:
+    if not isinstance(value, str):
+        return True
+    return "/" in value or os.sep in value or value.lower().endswith(_CHECKPOINT_SUFFIXES)
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
+    """Return a local checkpoint file for a path or an official model name.
+
+    An existing file is returned as it is. A registry name (or alias, see
+    :func:`canonical_name`) is downloaded through ``huggingface_hub`` into its cache on
+    first use; later calls reuse the cached file.
+
+    Raises
+    ------
+    CheckpointError
+        A path that does not exist or is a directory.
+    WeightsUnavailableError
+        A known name whose file could not be downloaded (offline, hub unreachable).
+    UnknownModelError
+        A name that is neither a file nor a known model.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
+    name = canonical_name(name_or_path) if isinstance(name_or_path, str) else None
+    if name is not None:
+        return _download(name)
+    if _looks_like_path(name_or_path):
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    raise UnknownModelError(
+        f"unknown model {str(name_or_path)!r}: not a file and not an official SAM 2 model; "
+        f"known names: {', '.join(REGISTRY)}"
+    )
+
+
+def _download(name: str) -> Path:
+    """The cached official file of ``name``, downloading it first if needed."""
+    repo_id, filename = REGISTRY[name]
+    hint = (
+        f"download {filename} from https://huggingface.co/{repo_id} and pass the file, "
+        f"e.g. load_model('/path/to/{filename}')"
+    )
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise WeightsUnavailableError(
+            f"cannot download the official {name} weights: huggingface_hub is not installed; {hint}"
+        ) from None
+    with _quiet_hub():
+        try:  # already in the cache: no network at all
+            cached = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True)
+            return Path(cached)
+        except Exception:
+            pass
+        try:
+            # hf_hub_download retries a missing network for ~25 s: ask once, without retries, first
+            url = huggingface_hub.hf_hub_url(repo_id, filename)
+            huggingface_hub.get_hf_file_metadata(url, timeout=10)
+            return Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename))
+        except Exception as exc:  # offline, DNS, HTTP, hub errors: all mean "no weights here"
+            raise WeightsUnavailableError(
+                f"could not download the official {name} weights ({type(exc).__name__}; offline?); {hint}"
+            ) from None
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Silence huggingface_hub's retry warnings: a failure becomes our one-line error."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _torch_load(path: Path) -> Any:
+    is_zip = zipfile.is_zipfile(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol chatter from odd files
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except Exception as exc:
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if refused is not None:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is not a plain-tensor checkpoint: it needs the Python "
+                f"object {refused.group(1)}, which safe loading (weights_only=True) refuses to unpickle"
+            ) from None
+        what = "corrupt" if is_zip else "truncated or corrupt, or not a PyTorch checkpoint"
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read: the file is {what} ({_first_line(exc)})"
+        ) from None
+
+
+def _read_safetensors(path: Path) -> Any:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is a .safetensors file but the safetensors package is not "
+            "installed (pip install safetensors)"
+        ) from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read: the file is truncated or corrupt "
+            f"({_first_line(exc)})"
+        ) from None
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a SAM 2 state dict from an official ``.pt`` file (or a ``.safetensors`` file).
+
+    Accepts the official format ``{"model": state_dict}`` and a bare state dict. Only
+    tensors are unpickled (``weights_only=True``).
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, truncated or corrupt, needs arbitrary unpickling, is not a
+        dict of tensors, or is not a SAM 2 state dict.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
+    if path.suffix.lower() == ".safetensors":
+        obj = _read_safetensors(path)
+    else:
+        obj = _torch_load(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]  # the official format
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict of tensors"
+        )
+    if not obj:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds an empty dict, no tensors")
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is not a state dict of tensors: entry {key!r} is a "
+                f"{type(value).__name__}"
+            )
+    if _PATCH_EMBED not in obj:
+        if _SAM1_PATCH_EMBED in obj:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} looks like a SAM 1 (segment-anything) checkpoint, not SAM 2"
+            )
+        first = ", ".join(list(obj)[:3])
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a SAM 2 checkpoint: it has no {_PATCH_EMBED} "
+            f"(its first keys: {first})"
+        )
+    return dict(obj)
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """What the tensors of a checkpoint say about its variant."""
+
+    embed_dim: int
+    stages: tuple[int, ...]
+    pos_embed_size: tuple[int, ...]
+    first_window: int | None
+    sam21: bool
+    d_model: int | None
+    mem_dim: int | None
+    memory_attention_layers: int | None
+
+    def describe(self) -> str:
+        version = "2.1" if self.sam21 else "2.0"
+        return (
+            f"SAM {version}, Hiera embed_dim {self.embed_dim}, stages {self.stages}, "
+            f"pos_embed {self.pos_embed_size}"
+        )
+
+
+def _config_signature(cfg: SAM2Config) -> _Signature:
+    trunk = cfg.trunk
+    return _Signature(
+        embed_dim=trunk.embed_dim,
+        stages=tuple(trunk.stages),
+        pos_embed_size=tuple(trunk.window_pos_embed_bkg_spatial_size),
+        first_window=trunk.window_spec[0],
+        sam21=cfg.no_obj_embed_spatial or cfg.proj_tpos_enc_in_obj_ptrs,
+        d_model=cfg.d_model,
+        mem_dim=cfg.mem_dim,
+        memory_attention_layers=cfg.memory_attention_layers,
+    )
+
+
+def _state_dict_signature(sd: Mapping[str, torch.Tensor]) -> _Signature:
+    block_ids = set()
+    stage_starts = {0}
+    layer_ids = set()
+    for key in sd:
+        block = re.match(r"image_encoder\.trunk\.blocks\.(\d+)\.", key)
+        if block is not None:
+            block_ids.add(int(block.group(1)))
+            if key.endswith(".proj.weight") and ".attn." not in key:
+                stage_starts.add(int(block.group(1)))  # a block with a projection opens a stage
+        layer = re.match(r"memory_attention\.layers\.(\d+)\.", key)
+        if layer is not None:
+            layer_ids.add(int(layer.group(1)))
+    num_blocks = max(block_ids) + 1 if block_ids else 0
+    bounds = sorted(stage_starts) + [num_blocks]
+    stages = tuple(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+
+    def dim(key: str, axis: int) -> int | None:
+        tensor = sd.get(key)
+        return int(tensor.shape[axis]) if tensor is not None and tensor.dim() > axis else None
+
+    pos_embed = sd.get("image_encoder.trunk.pos_embed")
+    return _Signature(
+        embed_dim=int(sd[_PATCH_EMBED].shape[0]),
+        stages=stages,
+        pos_embed_size=tuple(pos_embed.shape[2:]) if pos_embed is not None else (),
+        first_window=dim("image_encoder.trunk.pos_embed_window", 2),
+        sam21="no_obj_embed_spatial" in sd or "obj_ptr_tpos_proj.weight" in sd,
+        d_model=dim("no_mem_embed", -1),
+        mem_dim=dim("maskmem_tpos_enc", -1),
+        memory_attention_layers=len(layer_ids) or None,
+    )
+
+
+def _matches(found: _Signature, official: _Signature) -> bool:
+    """True when every fact the checkpoint shows equals the official one (None = unknown)."""
+    for name in found.__dataclass_fields__:
+        value = getattr(found, name)
+        if value is not None and value != getattr(official, name):
+            return False
+    return True
+
+
+def infer_config(
+    state_dict: Mapping[str, torch.Tensor], *, source: str | os.PathLike[str] | None = None
+) -> SAM2Config:
+    """Return the official config (an entry of ``CONFIGS``) whose tensors ``state_dict`` has.
+
+    The trunk width comes from the patch embedding, the blocks per stage from where the
+    blocks with a projection sit, 2.0 vs 2.1 from ``no_obj_embed_spatial`` /
+    ``obj_ptr_tpos_proj``. ``source`` only names the file in error messages.
+
+    Raises
+    ------
+    CheckpointError
+        The tensors are not SAM 2, or match no official variant (pass ``config=`` then).
+    """
+    where = f"checkpoint {str(source)!r}" if source is not None else "state dict"
+    if _PATCH_EMBED not in state_dict:
+        raise CheckpointError(f"{where} is not a SAM 2 checkpoint: it has no {_PATCH_EMBED}")
+    found = _state_dict_signature(state_dict)
+    for cfg in CONFIGS.values():
+        if _matches(found, _config_signature(cfg)):
+            return cfg
+    raise CheckpointError(
+        f"{where} matches no official SAM 2 variant ({found.describe()}); "
+        "pass its config explicitly: load_model(path, config=SAM2Config(...) or 'config.json')"
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _coerce_config(config: SAM2Config | Mapping[str, Any] | str | os.PathLike[str]) -> SAM2Config:
+    if isinstance(config, SAM2Config):
+        return config
+    if isinstance(config, Mapping):
+        return SAM2Config.from_dict(dict(config))
+    if isinstance(config, (str, os.PathLike)):
+        path = Path(config).expanduser()
+        if not path.is_file():
+            raise InputError(f"config file {str(path)!r} does not exist")
+        try:
+            return SAM2Config.from_json(path.read_text())
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"config file {str(path)!r} is not a valid SAM2Config JSON ({exc})") from None
+    raise TypeError(f"config must be a SAM2Config, a dict or a JSON file path, not {type(config).__name__}")
+
+
+def _pick_device(device: str | torch.device) -> torch.device:
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _pick_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise InputError(f"unknown dtype {dtype!r}; use e.g. 'float32' or 'bfloat16'")
+    return value
+
+
+def _listed(items: list[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_state_dict(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str | os.PathLike[str]
+) -> None:
+    """Raise one ``CheckpointError`` listing missing, unexpected and mis-shaped tensors."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} != model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s): {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s): {_listed(unexpected)}")
+    if wrong:
+        problems.append(f"{len(wrong)} wrong shape(s): {_listed(wrong)}")
+    if problems:
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} does not fit model {name!r}: {'; '.join(problems)}"
+        )
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    config: SAM2Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> SAM2:
+    """Build a SAM 2 network and load official weights into it, unchanged.
+
+    Parameters
+    ----------
+    name_or_path
+        A checkpoint file (official ``{"model": state_dict}`` ``.pt``, a bare state dict,
+        or ``.safetensors``), or an official model name such as ``"sam2.1_hiera_tiny"``
+        (downloaded and cached through huggingface_hub). ``None`` loads
+        :data:`DEFAULT_MODEL`.
+    device
+        Where the model lives: ``"cpu"``, ``"cuda"``, ``"mps"``, a ``torch.device``, or
+        ``"auto"`` (cuda, then mps, then cpu).
+    config
+        The network's config, for checkpoints that are not an official variant: a
+        ``SAM2Config``, a dict, or a JSON file written from ``SAM2Config.to_json()``.
+        By default it is inferred from the checkpoint's tensors.
+    dtype
+        Cast parameters and buffers to this dtype (e.g. ``torch.bfloat16``); default keeps
+        float32.
+
+    Returns
+    -------
+    SAM2
+        In eval mode, with ``requires_grad`` off.
+
+    Raises
+    ------
+    CheckpointError, WeightsUnavailableError, UnknownModelError
+        One-line messages naming the file and the problem.
+    """
+    from .model.sam2 import SAM2
+
+    path = resolve_checkpoint(DEFAULT_MODEL if name_or_path is None else name_or_path)
+    state_dict = read_state_dict(path)
+    cfg = infer_config(state_dict, source=path) if config is None else _coerce_config(config)
+    target_dtype = _pick_dtype(dtype)
+    model = SAM2(cfg)
+    check_state_dict(model, state_dict, source=path)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:  # check_state_dict should have caught it; keep it one line
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit the model ({_first_line(exc)})") from None
+    del state_dict
+    model.eval()
+    model.requires_grad_(False)
+    return model.to(device=_pick_device(device), dtype=target_dtype)
+
