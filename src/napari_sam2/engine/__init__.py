@@ -1,0 +1,5 @@
+"""Sessions and predictors built on the stateless model (no Qt, no napari)."""
+
+from .image import ImagePredictor
+
+__all__ = ["ImagePredictor"]

@@ -1,0 +1,65 @@
+"""Validation of click and box prompts in image pixel coordinates (x, y)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _inside(x: np.ndarray, y: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Pixel i covers [i - 0.5, i + 0.5]: the image spans [-0.5, W - 0.5] x [-0.5, H - 0.5]."""
+    h, w = hw
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+
+
+def check_points(coords: Any, labels: Any, hw: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate (N, 2) (x, y) points and (N,) 0/1 labels for an image of size ``hw``."""
+    if coords is None and labels is None:
+        return None, None
+    if coords is None or labels is None:
+        raise InputError("point_coords and point_labels must be given together")
+    pts = np.asarray(coords, dtype=np.float32)
+    lab = np.asarray(labels)
+    if pts.ndim == 1 and pts.shape == (2,):
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise InputError(f"point_coords must have shape (N, 2) as (x, y), got {np.asarray(coords).shape}")
+    if pts.shape[0] == 0:
+        raise InputError("point_coords is empty: give at least one point, or None")
+    lab = lab.reshape(-1) if lab.ndim <= 1 else lab
+    if lab.ndim != 1 or lab.shape[0] != pts.shape[0]:
+        raise InputError(f"got {pts.shape[0]} points but point_labels has shape {np.asarray(labels).shape}")
+    if not np.isfinite(pts).all():
+        raise InputError("point_coords contains NaN or infinite values")
+    if not np.isin(lab, (0, 1)).all():
+        raise InputError(f"point_labels must be 1 (object) or 0 (background), got {np.unique(lab).tolist()}")
+    inside = _inside(pts[:, 0], pts[:, 1], hw)
+    if not inside.all():
+        bad = pts[~inside][0]
+        raise InputError(
+            f"point (x={bad[0]:g}, y={bad[1]:g}) is outside the image "
+            f"(width {hw[1]}, height {hw[0]}); points are (x, y) pixels"
+        )
+    return pts, lab.astype(np.int32)
+
+
+def check_box(box: Any, hw: tuple[int, int]) -> np.ndarray | None:
+    """Validate a (4,) box x0, y0, x1, y1 with x0 < x1, y0 < y1, inside the image."""
+    if box is None:
+        return None
+    b = np.asarray(box, dtype=np.float32).reshape(-1)
+    if b.shape != (4,):
+        raise InputError(f"box must be 4 numbers x0, y0, x1, y1, got shape {np.asarray(box).shape}")
+    if not np.isfinite(b).all():
+        raise InputError("box contains NaN or infinite values")
+    x0, y0, x1, y1 = b
+    if x1 <= x0 or y1 <= y0:
+        raise InputError(f"box must have x0 < x1 and y0 < y1, got x0={x0:g}, y0={y0:g}, x1={x1:g}, y1={y1:g}")
+    if not _inside(b[[0, 2]], b[[1, 3]], hw).all():
+        raise InputError(
+            f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the image (width {hw[1]}, height {hw[0]})"
+        )
+    return b
