@@ -1,0 +1,69 @@
+"""Shared helpers for the benchmarks: machine description, timing, the official reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def machine() -> dict:
+    """CPU model, core and torch thread counts, versions."""
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def timeit(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of ``repeat`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def load_fixture_tools():
+    """tests/fixtures/make_fixtures.py as a module (official builder from our configs).
+
+    Needs the official ``sam2`` package importable (the side venv of tests/fixtures/README.md).
+    """
+    path = REPO / "tests" / "fixtures" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("_make_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_make_fixtures"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def have_reference() -> bool:
+    return importlib.util.find_spec("sam2") is not None
