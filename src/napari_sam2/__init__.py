@@ -13,15 +13,18 @@ __version__ = "0.1.0.dev0"
 
 if TYPE_CHECKING:
     from .engine.image import ImagePredictor
+    from .engine.session import FrameResult, VideoSession
     from .weights import load_model
 
 # public name -> module that defines it
 _LAZY = {
     "load_model": "napari_sam2.weights",
     "ImagePredictor": "napari_sam2.engine.image",
+    "VideoSession": "napari_sam2.engine.session",
+    "FrameResult": "napari_sam2.engine.session",
 }
 
-__all__ = ["ImagePredictor", "__version__", "load_model"]
+__all__ = ["FrameResult", "ImagePredictor", "VideoSession", "__version__", "load_model"]
 
 
 def __getattr__(name: str) -> Any:

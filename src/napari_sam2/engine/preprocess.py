@@ -72,7 +72,7 @@ def to_unit_rgb(image: np.ndarray, window: np.ndarray | None = None) -> torch.Te
     """
     arr = image if image.ndim == 3 else image[..., None]
     if arr.dtype == np.uint8:
-        unit = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div(255)
+        unit = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1).div(255)
     else:
         if arr.dtype == np.bool_:
             arr = arr.astype(np.float32)

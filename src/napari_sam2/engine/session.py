@@ -1,0 +1,405 @@
+"""VideoSession: one click on one slice, carried through a z-stack or time-lapse.
+
+The session follows the official ``SAM2VideoPredictor`` step for step (same frames
+conditioned, same memories and object pointers, same frame order), so its masks equal
+the official ones; it differs in how it holds state: frames are read lazily from the
+user's array, each frame is encoded once (features cached, spilling to disk past a
+RAM budget), per-frame outputs also spill past a budget, and the state is explicit
+dataclasses (``engine.memory``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from ..model.sam2 import NO_OBJ_SCORE, SAM2, ImageFeatures
+from .features import FeatureCache
+from .frames import FrameSource
+from .holes import fill_holes
+from .memory import FrameOutput, ObjectTrack, OutputStore, PointPrompt
+from .prompts import check_box, check_points
+from .tracking import condition_on_memory
+
+#: mask-input logits are clamped to this range when a click refines an existing mask
+_PREV_LOGIT_CLAMP = 32.0
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """All objects' masks on one frame.
+
+    Attributes:
+        frame: frame index.
+        obj_ids: object ids, in the order of the first axis of ``logits``.
+        logits: (O, H, W) float32 mask logits at the input's resolution; objects
+            without an output on this frame hold -1024.
+    """
+
+    frame: int
+    obj_ids: list[int]
+    logits: np.ndarray
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(O, H, W) bool masks (logit > 0)."""
+        return self.logits > 0
+
+    def label_image(self, dtype: Any = np.uint32) -> np.ndarray:
+        """(H, W) label image: each pixel gets the id of the object with the highest
+        positive logit there, 0 where no object's logit is positive."""
+        h, w = self.logits.shape[1:]
+        out = np.zeros((h, w), dtype=dtype)
+        if not self.obj_ids:
+            return out
+        best = self.logits.argmax(axis=0)
+        positive = self.logits.max(axis=0) > 0
+        ids = np.asarray(self.obj_ids, dtype=dtype)
+        out[positive] = ids[best[positive]]
+        return out
+
+
+class VideoSession:
+    """Track objects through a stack with SAM 2's streaming memory.
+
+    Arguments:
+        model: a loaded SAM 2 (``load_model``).
+        frames: (T, H, W) or (T, H, W, C) numpy / zarr / dask / memory-mapped array,
+            or a :class:`FrameSource`; read lazily, one frame at a time.
+        fill_hole_area: fill background holes of up to this many low-resolution pixels
+            inside masks (the official CUDA post-processing, here on any device); 0 = off.
+        compute_dtype: "float32" (exact, the official numbers) or "bfloat16" (faster).
+        corrections_as_conditioning: make every corrected frame a conditioning frame so
+            corrections survive re-propagation (official ``add_all_frames_to_correct_as_cond``).
+        window: fixed intensity window for non-uint8 data (else stack percentiles).
+        feature_ram_budget, output_ram_budget: bytes of RAM for cached frame features and
+            for per-frame outputs; beyond them, data spills to ``spill_dir``.
+    """
+
+    def __init__(
+        self,
+        model: SAM2,
+        frames: Any,
+        *,
+        fill_hole_area: int = 8,
+        compute_dtype: str = "float32",
+        corrections_as_conditioning: bool = False,
+        window: np.ndarray | None = None,
+        feature_ram_budget: int | None = 1 << 30,
+        output_ram_budget: int | None = 512 << 20,
+        spill_dir: str | None = None,
+    ) -> None:
+        if compute_dtype not in _DTYPES:
+            raise InputError(f"compute_dtype must be one of {sorted(_DTYPES)}, got {compute_dtype!r}")
+        if fill_hole_area < 0:
+            raise InputError("fill_hole_area must be >= 0")
+        self.model = model
+        self.source = frames if isinstance(frames, FrameSource) else FrameSource(frames, window=window)
+        self.fill_hole_area = int(fill_hole_area)
+        self.compute_dtype = _DTYPES[compute_dtype]
+        self.corrections_as_conditioning = corrections_as_conditioning
+        self.features = FeatureCache(model, self.source, ram_budget_bytes=feature_ram_budget, spill_dir=spill_dir)
+        self.outputs = OutputStore(output_ram_budget, spill_dir)
+        self._tracks: dict[int, ObjectTrack] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_frames(self) -> int:
+        return len(self.source)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.source.hw
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self._tracks)
+
+    def close(self) -> None:
+        """Release spill files."""
+        self.outputs.close()
+        self.features.close()
+
+    def __enter__(self) -> "VideoSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_prompt(
+        self,
+        frame: int,
+        obj_id: int,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        mask: Any = None,
+    ) -> FrameResult:
+        """Replace ``obj_id``'s prompts on ``frame`` and return that frame's result.
+
+        Arguments:
+            frame: frame index.
+            obj_id: object id (any int >= 0); a new id starts a new object.
+            points: (N, 2) clicks as (x, y) pixels; labels: (N,) 1 object / 0 background.
+            box: x0, y0, x1, y1 in pixels (may be combined with points).
+            mask: (H, W) boolean mask (not combined with points or box).
+        """
+        self._check_frame(frame)
+        obj_id = self._check_obj_id(obj_id)
+        h, w = self.hw
+        s = self.model.config.image_size
+        device = self.model.device
+        point_prompt: PointPrompt | None = None
+        mask_prompt: torch.Tensor | None = None
+        if mask is not None:
+            if points is not None or box is not None:
+                raise InputError("give either a mask or points/box for one frame, not both")
+            mask_prompt = self._mask_prompt(mask)
+        else:
+            pts, labs = check_points(points, labels, (h, w))
+            b = check_box(box, (h, w))
+            if pts is None and b is None:
+                raise InputError("the prompt is empty: give points with labels, a box, or a mask")
+            coords, labs_all = [], []
+            if b is not None:
+                coords.append(b.reshape(2, 2))
+                labs_all.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=np.int32))
+            if pts is not None and labs is not None:
+                coords.append(pts)
+                labs_all.append(labs)
+            xy = torch.from_numpy(np.concatenate(coords)).float()
+            xy = xy / torch.tensor([w, h], dtype=torch.float32) * s  # image pixels -> model pixels
+            point_prompt = PointPrompt(
+                coords=xy[None].to(device), labels=torch.from_numpy(np.concatenate(labs_all))[None].to(device)
+            )
+
+        track = self._tracks.get(obj_id) or ObjectTrack(obj_id)
+        is_init = frame not in track.tracked
+        reverse = False if is_init else track.tracked[frame]
+        is_cond = is_init or self.corrections_as_conditioning
+        temp = track.temp_cond if is_cond else track.temp_non_cond
+        prev_logits = None
+        if point_prompt is not None:
+            prev = temp.get(frame) or track.cond.get(frame) or track.non_cond.get(frame)
+            if prev is not None:
+                prev_logits = self.outputs.logits(prev).clamp(-_PREV_LOGIT_CLAMP, _PREV_LOGIT_CLAMP)
+        out = self._track_frame(
+            track, frame, is_init=is_init, points=point_prompt, mask=mask_prompt,
+            reverse=reverse, run_memory_encoder=False, prev_logits=prev_logits,
+        )  # fmt: skip
+        # commit only after the model ran: a failure leaves the session as it was
+        self._tracks.setdefault(obj_id, track)
+        if mask_prompt is not None:
+            track.masks[frame] = mask_prompt
+            track.points.pop(frame, None)
+        else:
+            track.points[frame] = point_prompt  # type: ignore[assignment]
+            track.masks.pop(frame, None)
+        self._replace(temp, frame, out)
+        return self._result(frame, prefer_temp_cond=is_cond)
+
+    def clear_prompts(self, frame: int, obj_id: int) -> FrameResult:
+        """Remove ``obj_id``'s prompts on ``frame`` (its output there becomes a tracked one)."""
+        self._check_frame(frame)
+        track = self._track_of(obj_id)
+        track.points.pop(frame, None)
+        track.masks.pop(frame, None)
+        for d in (track.temp_cond, track.temp_non_cond):
+            if frame in d:
+                self.outputs.drop(d.pop(frame))
+        out = track.cond.pop(frame, None)
+        if out is not None:
+            self._replace(track.non_cond, frame, out)
+            track.tracked.pop(frame, None)
+        is_cond = any(frame in t.temp_cond for t in self._tracks.values())
+        return self._result(frame, prefer_temp_cond=is_cond)
+
+    def remove_object(self, obj_id: int) -> None:
+        """Forget an object and everything tracked for it."""
+        track = self._track_of(obj_id)
+        for d in (track.cond, track.non_cond, track.temp_cond, track.temp_non_cond):
+            for out in d.values():
+                self.outputs.drop(out)
+        del self._tracks[track.obj_id]
+
+    def reset(self) -> None:
+        """Remove all objects, prompts and results (cached frame features are kept)."""
+        for obj_id in list(self._tracks):
+            self.remove_object(obj_id)
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(
+        self, start: int | None = None, reverse: bool = False, max_frames: int | None = None
+    ) -> Iterator[FrameResult]:
+        """Track all objects from ``start`` (default: the first prompted frame).
+
+        Yields one :class:`FrameResult` per frame in the official order (the start
+        frame included). Closing the generator early keeps every finished frame.
+        """
+        with torch.inference_mode():
+            self._preflight()
+        n = self.num_frames
+        if start is None:
+            start = min(t for track in self._tracks.values() for t in track.cond)
+        self._check_frame(start)
+        if max_frames is None:
+            max_frames = n
+        if max_frames < 0:
+            raise InputError("max_frames must be >= 0")
+        if reverse:
+            end = max(start - max_frames, 0)
+            order = range(start, end - 1, -1) if start > 0 else range(0)
+        else:
+            end = min(start + max_frames, n - 1)
+            order = range(start, end + 1)
+        for frame in order:
+            with torch.inference_mode():
+                new = {}
+                for track in self._tracks.values():
+                    if frame not in track.cond:
+                        new[track.obj_id] = self._track_frame(
+                            track, frame, is_init=False, points=None, mask=None,
+                            reverse=reverse, run_memory_encoder=True, prev_logits=None,
+                        )  # fmt: skip
+                for track in self._tracks.values():  # commit the whole frame at once
+                    if track.obj_id in new:
+                        self._replace(track.non_cond, frame, new[track.obj_id])
+                    track.tracked[frame] = reverse
+                result = self._result(frame, prefer_temp_cond=None)
+            yield result
+
+    def result(self, frame: int) -> FrameResult:
+        """The current masks of every object on ``frame`` (prompted, tracked or empty)."""
+        self._check_frame(frame)
+        return self._result(frame, prefer_temp_cond=None)
+
+    def label_image(self, frame: int) -> np.ndarray:
+        """(H, W) uint32 label image of ``frame`` (overlap rule: highest logit wins)."""
+        return self.result(frame).label_image()
+
+    # ------------------------------------------------------------------ internals
+    def _preflight(self) -> None:
+        """Give every pending click result a memory and make it part of the track."""
+        if not self._tracks:
+            raise InputError("no prompts yet: add a prompt before propagating")
+        s = self.model.config.image_size
+        for track in self._tracks.values():
+            for temp, dest in ((track.temp_non_cond, track.non_cond), (track.temp_cond, track.cond)):
+                for frame, out in temp.items():
+                    if not out.has_memory:
+                        high = F.interpolate(self.outputs.logits(out), size=(s, s), mode="bilinear", align_corners=False)
+                        feats = self.features.get(frame)
+                        memory, _ = self.model.encode_memory(feats.embed, high, out.object_score, is_mask_from_pts=True)
+                        self.outputs.set_memory(out, memory)
+                    self._replace(dest, frame, out)
+                temp.clear()
+            if not track.cond:
+                raise InputError(f"object {track.obj_id} has no prompt on any frame")
+            for frame in track.cond:
+                if frame in track.non_cond:
+                    self.outputs.drop(track.non_cond.pop(frame))
+
+    def _track_frame(
+        self,
+        track: ObjectTrack,
+        frame: int,
+        *,
+        is_init: bool,
+        points: PointPrompt | None,
+        mask: torch.Tensor | None,
+        reverse: bool,
+        run_memory_encoder: bool,
+        prev_logits: torch.Tensor | None,
+    ) -> FrameOutput:
+        """One object on one frame: decode (with memory unless initial) and optionally encode memory."""
+        model = self.model
+        feats: ImageFeatures = self.features.get(frame)
+        if mask is not None and model.config.use_mask_input_as_output_without_sam:
+            out = model.mask_as_output(feats.embed, feats.high_res, mask)
+        else:
+            if is_init:
+                pix = model.no_memory_features(feats)
+            else:
+                pix = condition_on_memory(
+                    model, self.outputs, track, frame, feats, num_frames=self.num_frames,
+                    reverse=reverse, compute_dtype=self.compute_dtype,
+                )  # fmt: skip
+            n_points = 0 if points is None else points.labels.shape[1]
+            out = model.track_heads(
+                pix,
+                feats.high_res,
+                None if points is None else points.coords,
+                None if points is None else points.labels,
+                prev_logits if mask is None else mask,
+                model.use_multimask(is_init, n_points),
+            )
+        logits = out.logits
+        if self.fill_hole_area > 0:
+            logits = fill_holes(logits, self.fill_hole_area)
+        record = self.outputs.new(logits, out.obj_ptr, out.object_score)
+        if run_memory_encoder:
+            memory, _ = model.encode_memory(feats.embed, out.high_res_logits, out.object_score, points is not None)
+            self.outputs.set_memory(record, memory)
+        return record
+
+    def _result(self, frame: int, *, prefer_temp_cond: bool | None) -> FrameResult:
+        h, w = self.hw
+        ids = list(self._tracks)
+        logits = np.full((len(ids), h, w), NO_OBJ_SCORE, dtype=np.float32)
+        for i, track in enumerate(self._tracks.values()):
+            out = track.output(frame, prefer_temp_cond=prefer_temp_cond)
+            if out is not None:
+                low = self.outputs.logits(out).float()
+                logits[i] = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+        return FrameResult(frame=frame, obj_ids=ids, logits=logits)
+
+    def _replace(self, d: dict[int, FrameOutput], frame: int, out: FrameOutput) -> None:
+        old = d.get(frame)
+        d[frame] = out
+        if old is not None and old is not out:
+            self.outputs.drop(old)
+
+    def _mask_prompt(self, mask: Any) -> torch.Tensor:
+        m = np.asarray(mask)
+        if m.shape != self.hw:
+            raise InputError(f"mask must have the frame's shape {self.hw}, got {m.shape}")
+        if m.dtype != np.bool_:
+            if not np.isin(np.unique(m), (0, 1)).all():
+                raise InputError("mask must be boolean (or 0/1)")
+            m = m.astype(bool)
+        if not m.any():
+            raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
+        s = self.model.config.image_size
+        t = torch.from_numpy(m)[None, None].float().to(self.model.device)
+        if t.shape[-2:] != (s, s):
+            t = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            t = (t >= 0.5).float()
+        return t
+
+    def _check_frame(self, frame: int) -> None:
+        if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
+            raise InputError(f"frame must be an integer, got {frame!r}")
+        if not 0 <= frame < self.num_frames:
+            raise InputError(f"frame {frame} is out of range: the stack has frames 0..{self.num_frames - 1}")
+
+    @staticmethod
+    def _check_obj_id(obj_id: Any) -> int:
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool) or obj_id < 0:
+            raise InputError(f"object ids are integers >= 0, got {obj_id!r}")
+        return int(obj_id)
+
+    def _track_of(self, obj_id: Any) -> ObjectTrack:
+        track = self._tracks.get(obj_id) if isinstance(obj_id, (int, np.integer)) else None
+        if track is None:
+            raise InputError(f"unknown object id {obj_id!r}; known ids: {self.obj_ids}")
+        return track

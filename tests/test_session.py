@@ -1,0 +1,194 @@
+"""VideoSession behaviour beyond parity: bad input, cancelling, objects, corrections, laziness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2 import load_model
+from napari_sam2.engine.session import FrameResult, VideoSession
+from napari_sam2.errors import InputError
+
+from .parity import FIXTURES
+
+
+@pytest.fixture(scope="module")
+def model():
+    d = FIXTURES / "small_sam2.1"
+    return load_model(d / "checkpoint.pt", config=d / "config.json")
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return np.load(FIXTURES / "small_sam2.1" / "video.npz")["frames"][:8]
+
+
+@pytest.fixture
+def session(model, clip):
+    s = VideoSession(model, clip)
+    yield s
+    s.close()
+
+
+def _click(session: VideoSession, frame: int = 0, obj: int = 1) -> FrameResult:
+    return session.add_prompt(frame, obj, points=[[40, 50]], labels=[1])
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(frame=8, obj_id=1, points=[[1, 1]], labels=[1]), "out of range"),
+        (dict(frame=-1, obj_id=1, points=[[1, 1]], labels=[1]), "out of range"),
+        (dict(frame=0, obj_id=-2, points=[[1, 1]], labels=[1]), "object ids"),
+        (dict(frame=0, obj_id=1), "empty"),
+        (dict(frame=0, obj_id=1, points=np.zeros((0, 2)), labels=[]), "empty"),
+        (dict(frame=0, obj_id=1, points=[[500, 1]], labels=[1]), "outside the image"),
+        (dict(frame=0, obj_id=1, mask=np.ones((10, 10), bool)), "frame's shape"),
+        (dict(frame=0, obj_id=1, mask=np.zeros((120, 160), bool)), "empty"),
+        (dict(frame=0, obj_id=1, mask=np.ones((120, 160), bool), box=[1, 1, 5, 5]), "not both"),
+    ],
+)
+def test_bad_prompts_raise_and_leave_the_session_usable(session, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        session.add_prompt(**kwargs)
+    assert session.obj_ids == []
+    assert _click(session).obj_ids == [1]
+
+
+def test_zero_frames_and_nan_stacks_are_rejected(model):
+    with pytest.raises(InputError):
+        VideoSession(model, np.zeros((0, 32, 32), np.uint8))
+    bad = np.zeros((3, 32, 32), np.float32)
+    bad[0, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        VideoSession(model, bad)
+
+
+def test_unknown_object_and_propagating_without_prompts_are_errors(session):
+    with pytest.raises(InputError, match="no prompts"):
+        next(session.propagate())
+    with pytest.raises(InputError, match="unknown object"):
+        session.remove_object(5)
+    with pytest.raises(InputError, match="unknown object"):
+        session.clear_prompts(0, 5)
+
+
+# ---------------------------------------------------------------- behaviour
+def test_propagation_covers_every_frame_and_never_reencodes(session):
+    _click(session)
+    results = list(session.propagate())
+    assert [r.frame for r in results] == list(range(8))
+    assert session.features.encoded_count == 8
+    list(session.propagate(start=7, reverse=True))
+    session.add_prompt(3, 1, points=[[40, 50], [10, 10]], labels=[1, 0])
+    list(session.propagate())
+    assert session.features.encoded_count == 8  # corrections and re-propagation reuse features
+
+
+def test_cancelled_propagation_keeps_finished_frames_and_can_continue(model, clip):
+    full = VideoSession(model, clip)
+    _click(full)
+    expected = {r.frame: r.logits for r in full.propagate()}
+
+    s = VideoSession(model, clip)
+    _click(s)
+    gen = s.propagate()
+    done = [next(gen).frame for _ in range(4)]
+    gen.close()  # the user pressed "cancel"
+    assert done == [0, 1, 2, 3]
+    np.testing.assert_allclose(s.result(3).logits, expected[3], atol=1e-5)
+    assert (s.result(5).logits == -1024).all()  # not reached yet
+    rest = list(s.propagate(start=3))
+    assert [r.frame for r in rest] == [3, 4, 5, 6, 7]
+    for r in rest:
+        np.testing.assert_allclose(r.logits, expected[r.frame], atol=1e-4)
+
+
+def test_correction_sticks_only_with_corrections_as_conditioning(model, clip):
+    def corrected(as_cond: bool) -> np.ndarray:
+        s = VideoSession(model, clip, corrections_as_conditioning=as_cond)
+        _click(s)
+        list(s.propagate())
+        fixed = s.add_prompt(5, 1, points=[[40, 50], [60, 40]], labels=[1, 0]).masks[0]
+        after = {r.frame: r.masks[0] for r in s.propagate()}[5]
+        return fixed, after
+
+    fixed, after = corrected(True)
+    np.testing.assert_array_equal(after, fixed)  # the correction survives re-propagation
+    fixed_off, after_off = corrected(False)
+    assert not np.array_equal(after_off, fixed_off)  # the official default re-tracks it
+
+
+def test_objects_can_be_added_after_propagation_and_removed(session):
+    _click(session)
+    list(session.propagate())
+    r = session.add_prompt(2, 7, box=[60, 20, 120, 80])
+    assert r.obj_ids == [1, 7]
+    assert (session.result(0).logits[1] == -1024).all()  # nothing for object 7 on frame 0 yet
+    results = list(session.propagate())
+    assert results[0].frame == 0 and results[0].obj_ids == [1, 7]
+    # as the official: propagation starts at the first prompted frame of any object, and
+    # object 7 is tracked there from the memory of its (later) prompted frame
+    assert not (results[0].logits[1] == -1024).all()
+    np.testing.assert_array_equal(results[2].logits[1], r.logits[1])  # its prompted frame is kept
+    session.remove_object(1)
+    assert session.obj_ids == [7]
+    assert session.result(4).obj_ids == [7]
+    session.reset()
+    assert session.obj_ids == []
+
+
+def test_clear_prompts_turns_the_frame_into_a_tracked_one(session):
+    _click(session)
+    _click(session, frame=4)
+    list(session.propagate())
+    session.clear_prompts(4, 1)
+    track = session._tracks[1]
+    assert 4 not in track.cond and 4 in track.non_cond and 4 not in track.points
+
+
+def test_label_image_gives_each_pixel_the_strongest_object():
+    logits = np.array([[[1.0, -1.0, 2.0]], [[0.5, 3.0, -1.0]]], dtype=np.float32)  # (O=2, H=1, W=3)
+    r = FrameResult(frame=0, obj_ids=[4, 9], logits=logits)
+    np.testing.assert_array_equal(r.label_image(), [[4, 9, 4]])
+    none = FrameResult(frame=0, obj_ids=[4], logits=-np.ones((1, 2, 2), np.float32))
+    assert not none.label_image().any()
+
+
+def test_mask_prompt_is_reproduced_on_its_frame(session):
+    mask = np.zeros((120, 160), bool)
+    mask[30:70, 40:100] = True
+    r = session.add_prompt(0, 3, mask=mask)
+    iou = (r.masks[0] & mask).sum() / (r.masks[0] | mask).sum()
+    assert iou > 0.9
+
+
+def test_fill_hole_area_fills_small_holes_only():
+    import torch
+
+    from napari_sam2.engine.holes import fill_holes
+
+    logits = torch.full((1, 1, 12, 12), 5.0)
+    logits[0, 0, 2:4, 2:4] = -3.0  # 4-pixel hole: filled
+    logits[0, 0, 6:10, 6:10] = -3.0  # 16-pixel hole: kept
+    out = fill_holes(logits, 8)
+    assert (out[0, 0, 2:4, 2:4] > 0).all()
+    assert (out[0, 0, 6:10, 6:10] < 0).all()
+    assert torch.equal(fill_holes(logits, 0), logits)
+
+
+def test_frames_are_read_lazily(model, clip):
+    reads: list[int] = []
+
+    class Counting:
+        shape, dtype, ndim = (100, *clip.shape[1:]), clip.dtype, clip.ndim
+
+        def __getitem__(self, t):
+            reads.append(t)
+            return clip[t % len(clip)]
+
+    s = VideoSession(model, Counting())
+    _click(s)
+    list(s.propagate(max_frames=3))
+    assert sorted(set(reads)) == [0, 1, 2, 3]
