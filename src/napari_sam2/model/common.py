@@ -61,41 +61,19 @@ class LayerNorm2d(nn.Module):
 
 #: below this many keys, plain matmul-softmax-matmul beats the fused CPU kernel
 _FEW_KEYS = 64
-#: score-matrix elements per chunk of queries in the chunked kernel (~64 MiB in float32)
-_CHUNK_ELEMENTS = 1 << 24
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention over the last two axes, (..., Nq, D) x (..., Nk, D) x (..., Nk, Dv).
+    """Softmax attention over the last two axes, (..., Nq, D) x (..., Nk, D).
 
-    Three kernels, same maths:
-
-    * few keys (prompt tokens): the scores are formed explicitly, laid out so the
-      softmax runs along the long query axis;
-    * values narrower than the keys, or bfloat16 inputs: queries in chunks, each a plain
-      ``softmax(q k^T) v`` (the fused CPU kernel falls back to a slow unfused path for
-      Dv != D, and is no faster in bfloat16);
-    * otherwise PyTorch's fused ``scaled_dot_product_attention``.
+    With only a few keys (prompt tokens) the scores are formed explicitly, laid out so
+    the softmax runs along the long query axis (the fused kernel's blocking is wasted
+    there); otherwise PyTorch's fused ``scaled_dot_product_attention``, which on this
+    CPU beats an unfused chunked kernel in float32 and by far in bfloat16 (measured in
+    benchmarks/bench_kernels.py).
     """
     n_q, n_k = q.shape[-2], k.shape[-2]
-    scale = q.shape[-1] ** -0.5
     if n_k <= _FEW_KEYS and n_q > n_k:
-        # scores laid out (..., Nk, Nq): the softmax then runs along a long axis
-        scores_t = k @ (q * scale).transpose(-2, -1)
+        scores_t = k @ (q * q.shape[-1] ** -0.5).transpose(-2, -1)  # (..., Nk, Nq)
         return scores_t.softmax(dim=-2).transpose(-2, -1) @ v
-    if v.shape[-1] != q.shape[-1] or q.dtype == torch.bfloat16:
-        return _chunked_attention(q * scale, k, v)
     return F.scaled_dot_product_attention(q, k, v)
-
-
-def _chunked_attention(q_scaled: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T) v`` over chunks of queries; the softmax is computed in float32."""
-    n_q, n_k = q_scaled.shape[-2], k.shape[-2]
-    step = max(1, _CHUNK_ELEMENTS // max(n_k, 1))
-    k_t = k.transpose(-2, -1)
-    out = q_scaled.new_empty(*q_scaled.shape[:-1], v.shape[-1])
-    for start in range(0, n_q, step):
-        scores = q_scaled[..., start : start + step, :] @ k_t
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        out[..., start : start + step, :] = weights @ v
-    return out

@@ -102,30 +102,8 @@ class RoPEAttention(Attention):
         cos, sin = self.rope.tables(side, q.device, torch.float32)
         q = self.rope.apply(q.float(), cos, sin).to(k.dtype)
         k = self.rotate_keys(k, num_k_exclude_rope, side)
-        if self._weigh_raw_values(v):
-            out = self._attend_raw_values(q, k, v)
-        else:
-            out = attention(q, k, self.split_heads(self.v_proj(v)))
-        return self.out_proj(self.merge_heads(out))
-
-    def _weigh_raw_values(self, v: torch.Tensor) -> bool:
-        """Whether to average the narrow input values before projecting them.
-
-        Softmax weights sum to one, so ``P (V W^T + b) = (P V) W^T + b``: with 64-wide
-        memories and a 256-wide single head the weighted sum is 4x cheaper on the raw
-        values. Worth it while heads x input width < internal width.
-        """
-        return self.num_heads * v.shape[-1] < self.internal_dim
-
-    def _attend_raw_values(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Attention with the value projection applied after the weighted sum, (B, nH, N, hd)."""
-        b, m, c_in = v.shape
-        h = self.num_heads
-        raw = v[:, None].expand(b, h, m, c_in)  # every head averages the same raw values
-        mixed = attention(q, k, raw.to(q.dtype))  # (B, nH, N, c_in)
-        w = self.v_proj.weight.view(h, -1, c_in)  # (nH, hd, c_in)
-        out = torch.einsum("bhnc,hdc->bhnd", mixed, w.to(mixed.dtype))
-        return out + self.v_proj.bias.view(1, h, 1, -1).to(out.dtype)
+        v = self.split_heads(self.v_proj(v))
+        return self.out_proj(self.merge_heads(attention(q, k, v)))
 
 
 class TwoWayAttentionBlock(nn.Module):
