@@ -26,3 +26,7 @@ class UnknownModelError(SAM2Error, ValueError):
 
 class InputError(SAM2Error, ValueError):
     """An image or prompt that the model cannot take (wrong rank, NaN, outside the image, ...)."""
+
+
+class OutputExistsError(SAM2Error, FileExistsError):
+    """The output already exists and overwriting it was not asked for."""

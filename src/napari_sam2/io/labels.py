@@ -1,0 +1,324 @@
+"""OME-Zarr label stacks: written frame by frame, committed atomically, read lazily.
+
+Layout (NGFF 0.5 on zarr v3, one scale level)::
+
+    out.zarr/                    image group: "multiscales" (+ our "napari_sam2" attribute)
+      0/                         the image: a copy of ``image=`` or, by default, a zero
+                                 placeholder of the labels' shape with no chunk stored (0 bytes)
+      labels/                    "labels": ["sam2"]
+        sam2/                    label image: "multiscales" + "image-label" + "napari_sam2"
+          0/                     the labels, (Y, X) or (T|Z, Y, X), uint16/uint32, chunks (1, <=1024, <=1024)
+
+Why an image at the root rather than a bare label image: NGFF puts labels under an image,
+and napari-ome-zarr 0.10 opens a root label image by calling ``zarr.open_group`` in write
+mode two directories up (it writes a stray ``zarr.json`` there, and fails on a read-only
+parent). A root image is read without side effects by napari-ome-zarr and ome-zarr-py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .. import __version__
+from ..errors import InputError, OutputExistsError, SAM2Error
+from ._ngff import check_axes, find_label_group, image_axes, multiscales, ome, read_multiscale
+
+METADATA_KEY = "napari_sam2"
+_MAX_CHUNK = 1024
+
+
+def label_dtype(max_label: int) -> np.dtype:
+    """The smallest dtype we store labels as: uint16, or uint32 beyond 65535 objects."""
+    if max_label <= np.iinfo(np.uint16).max:
+        return np.dtype(np.uint16)
+    if max_label <= np.iinfo(np.uint32).max:
+        return np.dtype(np.uint32)
+    raise InputError(f"label {max_label} does not fit in uint32")
+
+
+class LabelWriter:
+    """Write a label stack frame by frame into a temporary store, then rename it into place.
+
+    Parameters
+    ----------
+    path : path-like
+        The final store, e.g. ``result.zarr``. It appears only at :meth:`commit`.
+    shape : tuple of int
+        ``(Y, X)`` or ``(T or Z, Y, X)``.
+    dtype : numpy dtype
+        An unsigned integer type: uint16 (default), uint32 for more than 65535 objects.
+    scale : sequence of float, optional
+        Physical size of a pixel per axis (e.g. ``(2.0, 0.5, 0.5)`` for anisotropic z).
+    axes : str
+        ``"zyx"`` (default) or ``"tyx"``; a 2-D shape uses ``"yx"``.
+    units : sequence of str or None, optional
+        NGFF unit per axis (``"micrometer"``, ``"second"``); None or ``"pixel"`` for none.
+    chunks : tuple of int, optional
+        Default: one frame per chunk, tiles of at most 1024 x 1024.
+    metadata : dict, optional
+        JSON-serialisable facts stored under the ``napari_sam2`` attribute of the label image
+        (e.g. ``{"model": ..., "prompts": prompts_to_dict(...)}``); the package version is added.
+    overwrite : bool
+        Replace an existing ``path`` at commit (only once the new store is complete).
+    name : str
+        Name of the label image (``labels/<name>``).
+    image : array-like, optional
+        The image the labels belong to, shape ``shape`` or ``shape + (C,)``; copied frame by
+        frame into the root at commit. Without it the root holds a zero placeholder.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        shape: tuple[int, ...],
+        *,
+        dtype: Any = np.uint16,
+        scale: Any = None,
+        axes: str = "zyx",
+        units: Any = None,
+        chunks: tuple[int, ...] | None = None,
+        metadata: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        name: str = "sam2",
+        image: Any = None,
+    ) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        ndim = len(self.shape)
+        if ndim not in (2, 3) or min(self.shape) < 1:
+            raise InputError(f"label stacks are (Y, X) or (T|Z, Y, X) with no empty axis, got shape {self.shape}")
+        self.axes = check_axes(axes, ndim)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "u":
+            raise InputError(f"labels are stored as unsigned integers (uint16, uint32), not {self.dtype}")
+        self.scale = tuple(float(s) for s in (scale if scale is not None else (1.0,) * ndim))
+        if len(self.scale) != ndim or not all(np.isfinite(s) and s > 0 for s in self.scale):
+            raise InputError(f"scale must be {ndim} positive numbers, got {scale!r}")
+        self.units = tuple(units) if units is not None else None
+        if self.units is not None and len(self.units) != ndim:
+            raise InputError(f"units must have {ndim} entries, got {units!r}")
+        if chunks is None:
+            chunks = (1,) * (ndim - 2) + tuple(min(s, _MAX_CHUNK) for s in self.shape[-2:])
+        if len(chunks) != ndim or min(chunks) < 1:
+            raise InputError(f"chunks must be {ndim} positive sizes, got {chunks!r}")
+        if not name or "/" in name or name in (".", ".."):
+            raise InputError(f"the label image name must be a plain name like 'sam2', got {name!r}")
+        self.metadata = {"package_version": __version__, **(metadata or {})}
+        try:
+            json.dumps(self.metadata, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"label metadata must be plain JSON (dict, list, str, number, bool): {e}") from None
+        self.name, self.overwrite, self._image = name, overwrite, image
+        image_shape = None if image is None else tuple(image.shape)
+        if image_shape is not None and (len(image_shape) not in (ndim, ndim + 1) or image_shape[:ndim] != self.shape):
+            raise InputError(f"image shape {tuple(image.shape)} does not match the labels {self.shape} (+ channels)")
+        if self.path.exists() and not overwrite:
+            raise OutputExistsError(f"{self.path} already exists; choose another output or overwrite it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial_path = self.path.with_name(f"{self.path.name}.partial-{secrets.token_hex(4)}")
+        self._closed = False
+        try:
+            root = zarr.open_group(self.partial_path, mode="w-", zarr_format=3)
+            group = root.create_group("labels").create_group(name)
+            self._labels = group.create_array(
+                "0", shape=self.shape, dtype=self.dtype, chunks=chunks, fill_value=0, dimension_names=tuple(self.axes)
+            )
+        except Exception:
+            self.abort()
+            raise
+
+    def write_frame(self, t: int, labels2d: Any) -> None:
+        """Store the ``(Y, X)`` labels of frame ``t`` (``t = 0`` for a 2-D stack)."""
+        if self._closed:
+            raise SAM2Error(f"the writer for {self.path} is already committed or aborted")
+        n_frames = self.shape[0] if len(self.shape) == 3 else 1
+        if not 0 <= t < n_frames:
+            raise InputError(f"frame {t} is outside the label stack ({n_frames} frames)")
+        frame = np.asarray(labels2d)
+        if frame.shape != self.shape[-2:]:
+            raise InputError(f"frame {t} has shape {frame.shape}, expected {self.shape[-2:]}")
+        if frame.dtype.kind not in "biu":
+            raise InputError(f"labels must be integers, got {frame.dtype}")
+        if frame.size and (frame.min() < 0 or frame.max() > np.iinfo(self.dtype).max):
+            raise InputError(
+                f"frame {t} has labels from {frame.min()} to {frame.max()}, outside {self.dtype} "
+                "(create the writer with dtype=np.uint32 for more objects)"
+            )
+        if len(self.shape) == 3:
+            self._labels[t] = frame.astype(self.dtype, copy=False)
+        else:
+            self._labels[...] = frame.astype(self.dtype, copy=False)
+
+    def _write_image(self, root: zarr.Group) -> str:
+        """Create the root image (a copy of ``image`` or a zero placeholder); returns its axes."""
+        image = self._image
+        channels = image is not None and len(image.shape) == len(self.shape) + 1
+        axes = image_axes(self.axes, channels)
+        sizes = dict(zip(self.axes, self.shape, strict=True), c=image.shape[-1] if channels else 1)
+        shape = tuple(sizes[a] for a in axes)
+        chunks = tuple(min(sizes[a], _MAX_CHUNK) if a in "yx" else 1 for a in axes)
+        dtype = np.uint8 if image is None else np.dtype(image.dtype)
+        stored = root.create_array(
+            "0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0, dimension_names=tuple(axes)
+        )
+        if image is None:
+            return axes  # nothing written: the placeholder takes no space on disk
+        if len(self.shape) == 2:
+            frame = np.asarray(image)
+            stored[...] = np.moveaxis(frame, -1, 0) if channels else frame  # (Y, X, C) -> (C, Y, X)
+            return axes
+        where = axes.index(self.axes[0])  # position of the t/z axis in the stored image
+        for t in range(self.shape[0]):
+            frame = np.asarray(image[t])
+            if channels:
+                frame = np.moveaxis(frame, -1, 0)  # (Y, X, C) -> (C, Y, X)
+            stored[(slice(None),) * where + (t,)] = frame
+        return axes
+
+    def commit(self) -> Path:
+        """Finish the metadata and move the store to ``path``; returns ``path``."""
+        if self._closed:
+            raise SAM2Error(f"the writer for {self.path} is already committed or aborted")
+        try:
+            root = zarr.open_group(self.partial_path, mode="r+")
+            axes = self._write_image(root)
+            scale = self._scale_with_channel(axes)
+            root.attrs.update(ome(multiscales=multiscales("image", axes, scale, self.units)))
+            root.attrs[METADATA_KEY] = {"image_stored": self._image is not None}
+            root["labels"].attrs.update(ome(labels=[self.name]))
+            label_attrs = ome(
+                multiscales=multiscales(self.name, self.axes, self.scale, self.units),
+                **{"image-label": {"version": "0.5", "source": {"image": "../../"}}},
+            )
+            root[f"labels/{self.name}"].attrs.update({**label_attrs, METADATA_KEY: self.metadata})
+            self._move_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.path
+
+    def _scale_with_channel(self, axes: str) -> list[float]:
+        it = iter(self.scale)
+        return [1.0 if a == "c" else next(it) for a in axes]
+
+    def _move_into_place(self) -> None:
+        if not os.path.lexists(self.path):
+            os.rename(self.partial_path, self.path)
+            return
+        if not self.overwrite:
+            raise OutputExistsError(f"{self.path} already exists; choose another output or overwrite it")
+        old = self.path.with_name(f"{self.path.name}.old-{secrets.token_hex(4)}")
+        os.rename(self.path, old)
+        try:
+            os.rename(self.partial_path, self.path)
+        except BaseException:
+            os.rename(old, self.path)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Delete the temporary store; ``path`` (new or old) is left as it was."""
+        self._closed = True
+        shutil.rmtree(self.partial_path, ignore_errors=True)
+
+    def __enter__(self) -> LabelWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+@dataclass(frozen=True)
+class StoredLabels:
+    """A label stack read back lazily; unpacks as ``data, scale, metadata``.
+
+    Attributes
+    ----------
+    data : dask.array.Array
+        The labels, ``(Y, X)`` or ``(T|Z, Y, X)``, read chunk by chunk on demand.
+    scale : tuple of float
+        Physical pixel size per axis.
+    metadata : dict
+        The ``napari_sam2`` attribute (empty for stores other tools wrote).
+    axes : tuple of str
+        Axis names, e.g. ``("z", "y", "x")``.
+    units : tuple of str or None
+        NGFF unit per axis, None where not given.
+    """
+
+    data: Any
+    scale: tuple[float, ...]
+    metadata: dict[str, Any]
+    axes: tuple[str, ...]
+    units: tuple[str | None, ...]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.data, self.scale, self.metadata))
+
+
+def read_labels(path: str | PathLike[str], *, name: str | None = None) -> StoredLabels:
+    """Open the labels of an OME-Zarr store lazily (ours, or any NGFF 0.4/0.5 labels).
+
+    Parameters
+    ----------
+    path : path-like
+        The store.
+    name : str, optional
+        Which ``labels/<name>``; default the first listed.
+
+    Returns
+    -------
+    StoredLabels
+        Unpacks as ``data, scale, metadata``; also has ``axes`` and ``units``.
+    """
+    import dask.array as da
+
+    source = str(path)
+    try:
+        root = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise InputError(f"{source}: no zarr group found") from None
+    group = find_label_group(root, name, source)
+    array, scale, axes, units = read_multiscale(group, source)
+    metadata = group.attrs.asdict().get(METADATA_KEY, {})
+    return StoredLabels(da.from_zarr(array), scale, dict(metadata), axes, units)
+
+
+def write_labels(path: str | PathLike[str], labels: Any, *, dtype: Any = None, **kwargs: Any) -> Path:
+    """Write a whole label array (numpy, dask or zarr) with :class:`LabelWriter`, frame by frame.
+
+    ``dtype=None`` picks uint16, or uint32 when a label exceeds 65535. Other keyword arguments
+    go to :class:`LabelWriter`. Returns the written path.
+    """
+    shape = tuple(labels.shape)
+    frames = range(shape[0]) if len(shape) == 3 else range(1)
+    take = (lambda t: labels[t]) if len(shape) == 3 else (lambda t: labels)
+    if dtype is None:
+        kind, size = np.dtype(labels.dtype).kind, np.dtype(labels.dtype).itemsize
+        small = kind == "b" or (kind == "u" and size <= 2)
+        dtype = np.uint16 if small else label_dtype(max(int(np.asarray(take(t)).max(initial=0)) for t in frames))
+    with LabelWriter(path, shape, dtype=dtype, **kwargs) as writer:
+        for t in frames:
+            writer.write_frame(t, np.asarray(take(t)))
+    return writer.path
