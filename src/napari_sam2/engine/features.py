@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .precision import autocast
 from ..model.sam2 import SAM2, ImageFeatures
 from .frames import FrameSource
 from .store import SpillStore
@@ -35,6 +36,8 @@ class FeatureCache:
             in float32 with the official 1024-pixel models (embed 4 MiB, stride-4 map 8 MiB,
             stride-8 map 4 MiB), so the default 1 GiB keeps 64 frames in RAM.
         spill_dir: parent directory for spilled features (default: the system temp dir).
+        compute_dtype: float32 (exact) or bfloat16 (autocast; features are then stored
+            in bfloat16, half the bytes).
     """
 
     def __init__(
@@ -44,8 +47,10 @@ class FeatureCache:
         *,
         ram_budget_bytes: int | None = 1 << 30,
         spill_dir: str | os.PathLike[str] | None = None,
+        compute_dtype: torch.dtype = torch.float32,
     ) -> None:
         self.model = model
+        self.compute_dtype = compute_dtype
         self.source = source if isinstance(source, FrameSource) else FrameSource(source)
         self.store = SpillStore(ram_budget_bytes, spill_dir)
         self.encoded_count = 0
@@ -116,7 +121,7 @@ class FeatureCache:
     def _encode(self, t: int) -> ImageFeatures:
         model = self.model
         x = self.source.model_input(t, model.config.image_size).to(model.device, model.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(model.device, self.compute_dtype):
             return model.encode_image(x)
 
     def _features(self, entry: dict[str, torch.Tensor]) -> ImageFeatures:

@@ -25,6 +25,7 @@ from .features import FeatureCache
 from .frames import FrameSource
 from .holes import fill_holes
 from .memory import FrameOutput, ObjectTrack, OutputStore, PointPrompt
+from .precision import autocast
 from .prompts import check_box, check_points
 from .tracking import condition_on_memory
 
@@ -106,7 +107,9 @@ class VideoSession:
         self.fill_hole_area = int(fill_hole_area)
         self.compute_dtype = _DTYPES[compute_dtype]
         self.corrections_as_conditioning = corrections_as_conditioning
-        self.features = FeatureCache(model, self.source, ram_budget_bytes=feature_ram_budget, spill_dir=spill_dir)
+        self.features = FeatureCache(
+            model, self.source, ram_budget_bytes=feature_ram_budget, spill_dir=spill_dir, compute_dtype=self.compute_dtype
+        )
         self.outputs = OutputStore(output_ram_budget, spill_dir)
         self._tracks: dict[int, ObjectTrack] = {}
 
@@ -299,7 +302,10 @@ class VideoSession:
                     if not out.has_memory:
                         high = F.interpolate(self.outputs.logits(out), size=(s, s), mode="bilinear", align_corners=False)
                         feats = self.features.get(frame)
-                        memory, _ = self.model.encode_memory(feats.embed, high, out.object_score, is_mask_from_pts=True)
+                        with autocast(self.model.device, self.compute_dtype):
+                            memory, _ = self.model.encode_memory(
+                                feats.embed, high, out.object_score, is_mask_from_pts=True
+                            )
                         self.outputs.set_memory(out, memory)
                     self._replace(dest, frame, out)
                 temp.clear()
@@ -324,6 +330,24 @@ class VideoSession:
         """One object on one frame: decode (with memory unless initial) and optionally encode memory."""
         model = self.model
         feats: ImageFeatures = self.features.get(frame)
+        with autocast(model.device, self.compute_dtype):
+            return self._track_frame_in_precision(
+                track, feats, frame, is_init, points, mask, reverse, run_memory_encoder, prev_logits
+            )
+
+    def _track_frame_in_precision(
+        self,
+        track: ObjectTrack,
+        feats: ImageFeatures,
+        frame: int,
+        is_init: bool,
+        points: PointPrompt | None,
+        mask: torch.Tensor | None,
+        reverse: bool,
+        run_memory_encoder: bool,
+        prev_logits: torch.Tensor | None,
+    ) -> FrameOutput:
+        model = self.model
         if mask is not None and model.config.use_mask_input_as_output_without_sam:
             out = model.mask_as_output(feats.embed, feats.high_res, mask)
         else:
@@ -331,9 +355,8 @@ class VideoSession:
                 pix = model.no_memory_features(feats)
             else:
                 pix = condition_on_memory(
-                    model, self.outputs, track, frame, feats, num_frames=self.num_frames,
-                    reverse=reverse, compute_dtype=self.compute_dtype,
-                )  # fmt: skip
+                    model, self.outputs, track, frame, feats, num_frames=self.num_frames, reverse=reverse
+                )
             n_points = 0 if points is None else points.labels.shape[1]
             out = model.track_heads(
                 pix,
@@ -343,10 +366,10 @@ class VideoSession:
                 prev_logits if mask is None else mask,
                 model.use_multimask(is_init, n_points),
             )
-        logits = out.logits
+        logits = out.logits.float()
         if self.fill_hole_area > 0:
             logits = fill_holes(logits, self.fill_hole_area)
-        record = self.outputs.new(logits, out.obj_ptr, out.object_score)
+        record = self.outputs.new(logits, out.obj_ptr.float(), out.object_score.float())
         if run_memory_encoder:
             memory, _ = model.encode_memory(feats.embed, out.high_res_logits, out.object_score, points is not None)
             self.outputs.set_memory(record, memory)

@@ -56,7 +56,6 @@ def condition_on_memory(
     *,
     num_frames: int,
     reverse: bool,
-    compute_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Memory-conditioned features (1, C, E, E) of ``frame`` for one object."""
     cfg = model.config
@@ -94,8 +93,4 @@ def condition_on_memory(
 
     memory = torch.cat(mems, dim=0)[None]  # (1, M, mem_dim)
     memory_pos = torch.cat(poss, dim=0)[None]
-    if compute_dtype != torch.float32:
-        with torch.autocast(device.type, dtype=compute_dtype):
-            out = model.attend_memory(feats, memory, memory_pos, n_ptr_tokens)
-        return out.float()
     return model.attend_memory(feats, memory, memory_pos, n_ptr_tokens)
