@@ -153,6 +153,7 @@ class Hiera(nn.Module):
         self.patch_embed = PatchEmbed(c.embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, c.embed_dim, *c.window_pos_embed_bkg_spatial_size))
         self.pos_embed_window = nn.Parameter(torch.zeros(1, c.embed_dim, c.window_spec[0], c.window_spec[0]))
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
 
         self.blocks = nn.ModuleList()
         dim, heads, stage = c.embed_dim, c.num_heads, 0
@@ -177,11 +178,30 @@ class Hiera(nn.Module):
             dim = dim_out
 
     def _pos_embed(self, h: int, w: int) -> torch.Tensor:
-        """Background embedding resized to (h, w) plus the tiled window embedding."""
+        """Background embedding resized to (h, w) plus the tiled window embedding.
+
+        It depends only on the weights and the grid size, so outside training it is
+        computed once per size (a bicubic resize of a 7x7 grid to 256x256 is not free).
+        """
+        key = (h, w)
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable and key in self._pos_cache:
+            return self._pos_cache[key]
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         win = self.pos_embed_window
         pos = pos + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
-        return pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
+        pos = pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
+        if cacheable:
+            self._pos_cache[key] = pos
+        return pos
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001 - nn.Module hook
+        self._pos_cache.clear()  # moves and dtype casts invalidate the cache
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self._pos_cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)
