@@ -1,0 +1,1 @@
+"""Data made by the package itself: seeded synthetic microscopy (``data.synthetic``)."""
