@@ -1,0 +1,99 @@
+"""Which SAM 2 to load and where: the model and device pickers, and the loading job."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit
+
+from ..errors import InputError
+from .tasks import Progress
+
+#: the model-picker entry that shows the checkpoint and config file fields
+FROM_FILE = "load checkpoint file…"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to load: an official registry name, or a checkpoint file (+ optional config JSON)."""
+
+    name: str | None = None
+    checkpoint: Path | None = None
+    config: Path | None = None
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else str(self.checkpoint)
+
+    def check(self) -> None:
+        if self.name is None and (self.checkpoint is None or str(self.checkpoint) in ("", ".")):
+            raise InputError("no checkpoint file chosen: pick a .pt file under 'checkpoint', or a model name")
+
+
+def available_devices() -> list[str]:
+    """cpu, plus cuda and mps when this torch build and machine have them."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.insert(0, "cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.insert(0, "mps")
+    return devices
+
+
+def load_job(choice: ModelChoice) -> Generator[Progress, None, Any]:
+    """Load the model (a worker job): one step, returns the SAM2 network."""
+    from ..weights import load_model
+
+    choice.check()
+    yield Progress(0, 1)
+    source = choice.name if choice.name is not None else choice.checkpoint
+    model = load_model(source, device=choice.device, config=choice.config)
+    yield Progress(1, 1)
+    return model
+
+
+class ModelPicker(Container):
+    """Model name or checkpoint file (+ config JSON), and the device."""
+
+    def __init__(self) -> None:
+        from ..weights import DEFAULT_MODEL, REGISTRY
+
+        self.model = ComboBox(label="model", choices=[*REGISTRY, FROM_FILE], value=DEFAULT_MODEL)
+        self.model.tooltip = (
+            "An official SAM 2 model (downloaded once from the Hugging Face Hub, then cached), "
+            "or a checkpoint file of your own"
+        )
+        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth *.ckpt *.bin *.safetensors")
+        self.config = FileEdit(label="config (optional)", mode="r", filter="*.json")
+        self.config.tooltip = "SAM2Config JSON, needed only for checkpoints that are not an official variant"
+        self.device = ComboBox(label="device", choices=available_devices())
+        super().__init__(widgets=[self.model, self.checkpoint, self.config, self.device])
+        self.model.changed.connect(self._show_file_fields)
+        self._show_file_fields()
+
+    def _show_file_fields(self, *_: Any) -> None:
+        from_file = self.model.value == FROM_FILE
+        self.checkpoint.visible = from_file
+        self.config.visible = from_file
+
+    def choice(self) -> ModelChoice:
+        device = str(self.device.value)
+        if self.model.value != FROM_FILE:
+            return ModelChoice(name=str(self.model.value), device=device)
+        ckpt = Path(self.checkpoint.value) if self.checkpoint.value else None
+        cfg = Path(self.config.value) if self.config.value and str(self.config.value) not in ("", ".") else None
+        return ModelChoice(checkpoint=ckpt, config=cfg, device=device)
+
+    def set_checkpoint(self, checkpoint: str | Path, config: str | Path | None = None) -> None:
+        """Select "load checkpoint file…" with these files (scripts and tests)."""
+        self.model.value = FROM_FILE
+        self.checkpoint.value = Path(checkpoint)
+        if config is not None:
+            self.config.value = Path(config)

@@ -1,0 +1,250 @@
+"""napari prompt layers <-> :class:`~napari_sam2.io.Prompt`: the one path of a click.
+
+* a Points layer with features ``object`` (int >= 1) and ``positive`` (bool): each point is
+  a click on its slice; negative clicks (``positive = False``) mark background;
+* a Shapes layer of rectangles with the feature ``object``: each rectangle is a box prompt on
+  its slice (one per object and slice).
+
+:func:`collect_prompts` turns both layers into one :class:`Prompt` per (frame, object), in
+image pixels as (x, y) (through ``io.napari_to_xy``, the only place x and y are swapped),
+plus a list of human-readable problems for prompts it had to skip. Skipped prompts are left in
+the layers: nothing the user drew is ever deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import Prompt, napari_to_xy
+from ..io._prompt import clip_box
+from .stack import StackSpec
+
+OBJECT, POSITIVE = "object", "positive"
+POINTS_NAME, BOXES_NAME = "SAM2 prompts", "SAM2 boxes"
+POSITIVE_SYMBOL, NEGATIVE_SYMBOL = "disc", "x"
+
+
+@dataclass
+class PromptSet:
+    """Prompts gathered from the layers: one per (frame, object), and what was skipped."""
+
+    prompts: dict[tuple[int, int], Prompt] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return sorted({obj for _, obj in self.prompts})
+
+    def frames_of(self, obj_id: int) -> list[int]:
+        return sorted(f for f, o in self.prompts if o == obj_id)
+
+
+def _empty_features(with_positive: bool) -> pd.DataFrame:
+    cols = {OBJECT: pd.Series([], dtype=int)}
+    if with_positive:
+        cols[POSITIVE] = pd.Series([], dtype=bool)
+    return pd.DataFrame(cols)
+
+
+def layer_fits(layer: Any, spec: StackSpec) -> str | None:
+    """Why a prompt layer cannot hold prompts for ``spec``'s image, or None if it can."""
+    if layer.ndim != spec.ndim:
+        return (
+            f"layer {layer.name!r} is {layer.ndim}-D but the image {spec.layer_name!r} is {spec.ndim}-D "
+            f"{spec.shape}; its prompts were left as they are and a new prompt layer is used"
+        )
+    if not np.allclose(np.asarray(layer.scale), spec.scale):
+        return (
+            f"layer {layer.name!r} has scale {tuple(layer.scale)} but the image {spec.layer_name!r} has "
+            f"{spec.scale}; its prompts were left as they are and a new prompt layer is used"
+        )
+    return None
+
+
+def _unique_name(viewer: Any, base: str) -> str:
+    names = {layer.name for layer in viewer.layers}
+    if base not in names:
+        return base
+    i = 2
+    while f"{base} [{i}]" in names:
+        i += 1
+    return f"{base} [{i}]"
+
+
+def _adopt_features(layer: Any, with_positive: bool) -> None:
+    """Give an adopted layer the feature columns we need, keeping the ones it has."""
+    features = layer.features
+    changed = False
+    if OBJECT not in features:
+        features[OBJECT] = np.ones(len(features), dtype=int)
+        changed = True
+    if with_positive and POSITIVE not in features:
+        features[POSITIVE] = np.ones(len(features), dtype=bool)
+        changed = True
+    if changed:
+        layer.features = features
+    defaults = {OBJECT: 1, POSITIVE: True} if with_positive else {OBJECT: 1}
+    layer.feature_defaults = defaults
+
+
+def ensure_prompt_layers(viewer: Any, spec: StackSpec, image_layer: Any) -> tuple[Any, Any, list[str]]:
+    """Adopt the viewer's prompt layers for this image, or add new ones.
+
+    A layer named ``"SAM2 prompts"`` / ``"SAM2 boxes"`` (or with the image's name in brackets)
+    of the right dimensionality and scale is adopted; one that does not fit is left untouched
+    and a new layer with a free name is added. Returns (points, shapes, messages).
+    """
+    messages: list[str] = []
+    found: dict[str, Any] = {}
+    for kind, base, layer_type in ((POINTS_NAME, POINTS_NAME, "Points"), (BOXES_NAME, BOXES_NAME, "Shapes")):
+        wanted = (f"{base} [{spec.layer_name}]", base)
+        for name in wanted:
+            if name in viewer.layers and type(viewer.layers[name]).__name__ == layer_type:
+                why = layer_fits(viewer.layers[name], spec)
+                if why is None:
+                    found[kind] = viewer.layers[name]
+                    break
+                messages.append(why)
+        if kind in found:
+            _adopt_features(found[kind], with_positive=kind == POINTS_NAME)
+            continue
+        common = dict(
+            ndim=spec.ndim,
+            scale=spec.scale,
+            translate=tuple(np.asarray(image_layer.translate)[-spec.ndim :]),
+            name=_unique_name(viewer, f"{base} [{spec.layer_name}]"),
+        )
+        if kind == POINTS_NAME:
+            found[kind] = viewer.add_points(
+                features=_empty_features(True),
+                feature_defaults={OBJECT: 1, POSITIVE: True},
+                size=max(3.0, min(spec.hw) / 40),
+                border_color="white",
+                border_width=0.15,
+                **common,
+            )
+        else:
+            found[kind] = viewer.add_shapes(
+                features=_empty_features(False),
+                feature_defaults={OBJECT: 1},
+                face_color="transparent",
+                edge_width=max(1.0, min(spec.hw) / 150),
+                **common,
+            )
+    return found[POINTS_NAME], found[BOXES_NAME], messages
+
+
+# --------------------------------------------------------------------------- layers -> prompts
+def _column(layer: Any, name: str, default: Any, dtype: Any) -> np.ndarray:
+    if name in layer.features:
+        return np.asarray(layer.features[name]).astype(dtype)
+    return np.full(len(layer.data), default, dtype=dtype)
+
+
+def _inside(x: float, y: float, hw: tuple[int, int]) -> bool:
+    h, w = hw
+    return -0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5
+
+
+def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
+    """All prompts of the Points and Shapes layers, one per (frame, object); see the module doc."""
+    out = PromptSet()
+    clicks: dict[tuple[int, int], tuple[list[np.ndarray], list[int]]] = {}
+    if points is not None and len(points.data):
+        coords = np.asarray(points.data, dtype=np.float64)  # (N, ndim) napari data coordinates
+        frames = spec.frame_of(coords)
+        xy = napari_to_xy(spec.plane_rc(coords))  # (N, 2) (x, y)
+        objs = _column(points, OBJECT, 1, int)
+        positive = _column(points, POSITIVE, True, bool)
+        for i in range(len(coords)):
+            where = f"point {i} ({points.name!r})"
+            if objs[i] < 1:
+                out.problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
+                continue
+            if not 0 <= frames[i] < spec.n_frames or not _inside(*xy[i], spec.hw):
+                out.problems.append(f"{where} lies outside the image {spec.layer_name!r} (skipped)")
+                continue
+            pts, labs = clicks.setdefault((int(frames[i]), int(objs[i])), ([], []))
+            pts.append(xy[i])
+            labs.append(int(positive[i]))
+    boxes: dict[tuple[int, int], np.ndarray] = {}
+    if shapes is not None and len(shapes.data):
+        objs = _column(shapes, OBJECT, 1, int)
+        for i, (verts, kind) in enumerate(zip(shapes.data, shapes.shape_type, strict=True)):
+            where = f"shape {i} ({shapes.name!r})"
+            if kind != "rectangle":
+                out.problems.append(f"{where} is a {kind}; only rectangles are box prompts (skipped)")
+                continue
+            if objs[i] < 1:
+                out.problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
+                continue
+            verts = np.asarray(verts, dtype=np.float64)  # (4, ndim)
+            fr = np.unique(spec.frame_of(verts))
+            if len(fr) != 1 or not 0 <= fr[0] < spec.n_frames:
+                out.problems.append(f"{where} is not on one slice of the image (skipped)")
+                continue
+            corners = napari_to_xy(spec.plane_rc(verts))  # (4, 2) (x, y)
+            box = clip_box([*corners.min(axis=0), *corners.max(axis=0)], spec.hw)
+            if box is None:
+                out.problems.append(f"{where} lies outside the image (skipped)")
+                continue
+            key = (int(fr[0]), int(objs[i]))
+            if key in boxes:
+                out.problems.append(
+                    f"{where}: a second box for object {key[1]} on slice {key[0]}; the last one is used"
+                )
+            boxes[key] = box
+    for key in sorted(set(clicks) | set(boxes)):
+        pts, labs = clicks.get(key, ([], []))
+        out.prompts[key] = Prompt(
+            frame=key[0],
+            obj_id=key[1],
+            points_xy=np.array(pts, dtype=np.float32) if pts else None,
+            labels=np.array(labs, dtype=np.int32) if labs else None,
+            box=boxes.get(key),
+        )
+    return out
+
+
+def prompt_signature(prompt: Prompt | None) -> tuple[Any, ...] | None:
+    """A hashable summary of a prompt, to tell which (frame, object) changed."""
+    if prompt is None:
+        return None
+    pts = None if prompt.points_xy is None else prompt.points_xy.tobytes()
+    labs = None if prompt.labels is None else prompt.labels.tobytes()
+    box = None if prompt.box is None else prompt.box.tobytes()
+    return (pts, labs, box)
+
+
+def is_single_click(prompt: Prompt | None) -> bool:
+    """One click and no box: the ambiguous case where SAM 2 offers 3 candidate masks."""
+    return prompt is not None and prompt.box is None and prompt.points_xy is not None and len(prompt.points_xy) == 1
+
+
+# --------------------------------------------------------------------------- style
+def style_points(points: Any, color_of: Any) -> None:
+    """Colour each point like its object's label and draw negative clicks as crosses."""
+    n = len(points.data)
+    if n == 0:
+        return
+    objs = _column(points, OBJECT, 1, int)
+    positive = _column(points, POSITIVE, True, bool)
+    colors = np.array([color_of(int(o)) for o in objs], dtype=np.float32).reshape(n, 4)
+    colors[:, 3] = 1.0
+    symbols = np.where(positive, POSITIVE_SYMBOL, NEGATIVE_SYMBOL)
+    points.face_color = colors
+    points.symbol = symbols
+
+
+def style_boxes(shapes: Any, color_of: Any) -> None:
+    n = len(shapes.data)
+    if n == 0:
+        return
+    objs = _column(shapes, OBJECT, 1, int)
+    colors = np.array([color_of(int(o)) for o in objs], dtype=np.float32).reshape(n, 4)
+    colors[:, 3] = 1.0
+    shapes.edge_color = colors

@@ -1,0 +1,596 @@
+"""The plugin's working state for one image: model, VideoSession, layers. No widgets here.
+
+:class:`Segmenter` turns what the user does to the layers into engine calls:
+
+* edits of the prompt layers -> :meth:`sync`: the prompts of every (slice, object) whose
+  clicks or box changed are sent to the :class:`~napari_sam2.engine.session.VideoSession`
+  and the preview Labels layer shows the result of those slices at once (features cached;
+  a slice that is not encoded yet is encoded in a worker first);
+* :meth:`propagate`, :meth:`commit`, :meth:`undo_commit`, :meth:`cycle_candidate`.
+
+Prompt semantics: until an object has been propagated, its masks are a function of its
+prompts alone (the object is rebuilt from its prompts when they change), so a saved prompt
+file replays to the same masks. Once propagated, a click on a slice is a correction (SAM 2's
+own rule: the previous mask there is refined with the clicks).
+
+Only one job runs at a time (:class:`TaskRunner`); edits made meanwhile are applied when it
+ends. The session is touched from the main thread only, or from the one running job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import Prompt, prompts_to_dict, xy_to_napari
+from . import prompt_layers as pl
+from .commit import CommitRecord, apply_commit, check_label_dtype, plan_commit, undo_commit
+from .model_picker import ModelChoice, load_job
+from .stack import StackSpec
+from .tasks import Progress, TaskRunner, notify
+
+DIRECTIONS = ("forward", "backward", "both")
+
+
+@dataclass
+class _Candidates:
+    """The 3 multimask candidates of one single click, best predicted IoU first."""
+
+    signature: tuple[Any, ...]
+    masks: np.ndarray  # (3, H, W) bool
+    scores: np.ndarray  # (3,)
+    index: int = 0  # 0 = SAM 2's own choice (the best candidate), 1 and 2 the others
+
+
+class Segmenter:
+    """State and actions behind the dock widget (see the module docstring).
+
+    Arguments:
+        viewer: the napari viewer.
+        runner: runs long jobs in workers (or synchronously in tests).
+    """
+
+    def __init__(self, viewer: Any, runner: TaskRunner) -> None:
+        self.viewer = viewer
+        self.runner = runner
+        self.model: Any = None
+        self.model_choice: ModelChoice | None = None
+        self.spec: StackSpec | None = None
+        self.session: Any = None
+        self.image_layer: Any = None
+        self.points: Any = None
+        self.shapes: Any = None
+        self.preview: Any = None
+        self.result: Any = None
+        self.current_object = 1
+        self.negative_mode = False
+        self.last_commit: CommitRecord | None = None
+        self.changed_callbacks: list[Callable[[], None]] = []
+        self._applied: dict[tuple[int, int], tuple[Any, ...]] = {}
+        self._prompts: dict[tuple[int, int], Prompt] = {}
+        self._candidates: dict[tuple[int, int], _Candidates] = {}
+        self.coverage: dict[int, set[int]] = {}
+        self.propagated: set[int] = set()
+        self._dirty = False
+        self._problems: set[str] = set()
+
+    # ------------------------------------------------------------------ small helpers
+    @property
+    def active(self) -> bool:
+        return self.session is not None
+
+    def _changed(self) -> None:
+        for callback in self.changed_callbacks:
+            callback()
+
+    def current_frame(self) -> int:
+        """The slice of the video axis the viewer shows now."""
+        spec = self.spec
+        if spec is None or spec.video_axis is None:
+            return 0
+        pos = self.image_layer.world_to_data(self.viewer.dims.point)
+        return int(np.clip(np.rint(pos[-spec.ndim :][spec.video_axis]), 0, spec.n_frames - 1))
+
+    def color_of(self, obj_id: int) -> np.ndarray:
+        if self.preview is None:
+            return np.array([1.0, 1.0, 0.0, 1.0])
+        return np.asarray(self.preview.get_color(obj_id), dtype=np.float32)
+
+    def _run(self, name: str, job: Generator[Progress, None, Any], **callbacks: Any) -> None:
+        self.runner.start(name, job, **callbacks)
+        self._changed()  # show "busy" (a synchronous job has already ended here)
+
+    # ------------------------------------------------------------------ start
+    def start(self, image_layer: Any, video_axis: int | None, axis_kind: str, choice: ModelChoice) -> None:
+        """Load the model (worker), open a session on the image, set up the layers."""
+        if self.runner.busy:
+            notify("warning", "SAM 2 is busy; wait for the current job or cancel it, then start again")
+            return
+        try:
+            spec = StackSpec.from_layer(image_layer, video_axis, axis_kind)
+            choice.check()
+        except InputError as exc:
+            notify("warning", str(exc))
+            return
+        reuse = self.model is not None and self.model_choice == choice
+
+        def job() -> Generator[Progress, None, Any]:
+            from ..engine.session import VideoSession
+
+            model = self.model
+            if not reuse:
+                model = yield from load_job(choice)
+            yield Progress(1, 2)
+            session = VideoSession(model, spec.frames())  # reads a few frames for the intensity window
+            yield Progress(2, 2)
+            return model, session
+
+        def done(out: tuple[Any, Any]) -> None:
+            self.model, session = out
+            self.model_choice = choice
+            self._install(image_layer, spec, session)
+
+        self._run(
+            f"SAM 2: loading {choice.label}", job(), on_done=done, on_finally=self._after_job,
+            error_prefix=f"Could not start SAM 2 with {choice.label}",
+        )  # fmt: skip
+
+    def _install(self, image_layer: Any, spec: StackSpec, session: Any) -> None:
+        if self.session is not None:
+            self.session.close()
+        self._disconnect()
+        self.image_layer, self.spec, self.session = image_layer, spec, session
+        self._applied.clear()
+        self._prompts.clear()
+        self._candidates.clear()
+        self.coverage.clear()
+        self.propagated.clear()
+        self.last_commit = None
+        self._problems.clear()
+        self._show_video_axis()
+        self.points, self.shapes, messages = pl.ensure_prompt_layers(self.viewer, spec, image_layer)
+        self.preview = self._labels_layer("SAM2 preview", spec, image_layer, opacity=0.5, clear=True)
+        self.result = self._labels_layer("SAM2 result", spec, image_layer, opacity=0.7, clear=False)
+        for message in messages:
+            notify("warning", message)
+        self.points.events.data.connect(self._on_prompt_data)
+        self.points.events.features.connect(self._on_prompt_edit)
+        self.shapes.events.data.connect(self._on_prompt_data)
+        self.shapes.events.features.connect(self._on_prompt_edit)
+        self.points.mouse_drag_callbacks.insert(0, self._on_points_press)
+        self.points.bind_key("n", lambda _layer: self.toggle_negative(), overwrite=True)
+        self.points.bind_key("c", lambda _layer: self.cycle_candidate(), overwrite=True)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.set_object(self.current_object if self.current_object >= 1 else 1)
+        self.viewer.layers.selection.active = self.points
+        self.points.mode = "add"
+        self.sync()
+        self.prefetch()
+
+    def _labels_layer(self, base: str, spec: StackSpec, image_layer: Any, *, opacity: float, clear: bool) -> Any:
+        name = f"{base} [{spec.layer_name}]"
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if type(layer).__name__ == "Labels" and tuple(layer.data.shape) == spec.shape:
+                if clear:
+                    layer.data = np.zeros(spec.shape, dtype=np.uint32)
+                layer.scale = spec.scale
+                return layer
+            name = pl._unique_name(self.viewer, name)
+        # np.zeros is calloc-backed: untouched slices take no RAM
+        return self.viewer.add_labels(
+            np.zeros(spec.shape, dtype=np.uint32),
+            name=name,
+            scale=spec.scale,
+            translate=tuple(np.asarray(image_layer.translate)[-spec.ndim :]),
+            opacity=opacity,
+        )
+
+    def _show_video_axis(self) -> None:
+        """Make sure the viewer slices along the video axis (it is not one of the displayed axes)."""
+        spec = self.spec
+        if spec is None or spec.video_axis is None:
+            return
+        dims = self.viewer.dims
+        offset = dims.ndim - spec.ndim
+        video = offset + spec.video_axis
+        if video not in dims.displayed or dims.ndisplay != 2:
+            return
+        plane = [offset + a for a in spec.plane_axes]
+        rest = [d for d in dims.order if d not in (video, *plane)]
+        dims.order = (*rest, video, *plane)
+
+    def _disconnect(self) -> None:
+        for layer in (self.points, self.shapes):
+            if layer is None:
+                continue
+            for name in ("data", "features"):
+                for cb in (self._on_prompt_data, self._on_prompt_edit):
+                    getattr(layer.events, name).disconnect(cb)
+        if self.points is not None and self._on_points_press in self.points.mouse_drag_callbacks:
+            self.points.mouse_drag_callbacks.remove(self._on_points_press)
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+
+    def close(self) -> None:
+        """Stop the running job, release the session; layers stay in the viewer."""
+        if self.runner.running is not None:
+            self.runner.running.cancel()
+        self._disconnect()
+        if self.session is not None:
+            self.session.close()
+        self.session = None
+
+    # ------------------------------------------------------------------ events
+    def _on_prompt_data(self, event: Any) -> None:
+        action = str(getattr(event, "action", "changed"))
+        if action.endswith(("adding", "removing", "changing")):
+            return
+        self.sync()
+
+    def _on_prompt_edit(self, _event: Any = None) -> None:
+        self.sync()
+
+    def _on_points_press(self, layer: Any, event: Any) -> None:
+        """Before napari adds a clicked point: Shift (or negative mode) makes it negative."""
+        if layer.mode != "add":
+            return
+        negative = self.negative_mode != ("Shift" in event.modifiers)
+        layer.feature_defaults = {pl.OBJECT: self.current_object, pl.POSITIVE: not negative}
+        layer.current_symbol = pl.NEGATIVE_SYMBOL if negative else pl.POSITIVE_SYMBOL
+
+    def _on_step(self, _event: Any = None) -> None:
+        self.prefetch()
+        self._changed()
+
+    def _after_job(self) -> None:
+        if self._dirty and self.active:
+            self._dirty = False
+            self.sync()
+        self._changed()
+
+    # ------------------------------------------------------------------ objects and modes
+    def set_object(self, obj_id: int) -> None:
+        """Make ``obj_id`` the object new clicks and boxes belong to."""
+        self.current_object = int(obj_id)
+        if self.points is not None:
+            self.points.feature_defaults = {pl.OBJECT: self.current_object, pl.POSITIVE: not self.negative_mode}
+        if self.shapes is not None:
+            self.shapes.feature_defaults = {pl.OBJECT: self.current_object}
+            self.shapes.current_edge_color = self.color_of(self.current_object)
+        self._changed()
+
+    def new_object(self) -> int:
+        """The next free object id: above every id in the prompts, the session and the result layer."""
+        ids = [0, self.current_object if self._has_prompts_for(self.current_object) else 0]
+        for layer in (self.points, self.shapes):
+            if layer is not None and len(layer.data) and pl.OBJECT in layer.features:
+                ids.append(int(np.max(layer.features[pl.OBJECT])))
+        if self.session is not None:
+            ids.extend(self.session.obj_ids)
+        if self.result is not None:
+            ids.append(int(np.max(self.result.data)))
+        new = max(ids) + 1
+        self.set_object(new)
+        return new
+
+    def _has_prompts_for(self, obj_id: int) -> bool:
+        return any(o == obj_id for _, o in self._prompts)
+
+    def toggle_negative(self, value: bool | None = None) -> None:
+        self.negative_mode = (not self.negative_mode) if value is None else bool(value)
+        if self.points is not None:
+            self.points.feature_defaults = {pl.OBJECT: self.current_object, pl.POSITIVE: not self.negative_mode}
+            self.points.current_symbol = pl.NEGATIVE_SYMBOL if self.negative_mode else pl.POSITIVE_SYMBOL
+        self._changed()
+
+    # ------------------------------------------------------------------ prompts -> session
+    def sync(self, then: Callable[[], None] | None = None) -> None:
+        """Send changed prompts to the session and show their slices; ``then`` runs after."""
+        if not self.active:
+            return
+        if self.runner.busy:
+            self._dirty = True
+            return
+        found = pl.collect_prompts(self.points, self.shapes, self.spec)
+        for problem in found.problems:
+            if problem not in self._problems:
+                notify("warning", problem)
+        self._problems = set(found.problems)
+        pl.style_points(self.points, self.color_of)
+        pl.style_boxes(self.shapes, self.color_of)
+        new_sigs = {k: pl.prompt_signature(p) for k, p in found.prompts.items()}
+        changed = {k for k in set(new_sigs) | set(self._applied) if new_sigs.get(k) != self._applied.get(k)}
+        needed = {f for f, o in found.prompts if any(o == co for _, co in changed)}
+        missing = sorted(f for f in needed if f not in self.session.features)
+        if missing:
+            self._encode(missing, then=lambda: self.sync(then))
+            return
+        if changed:
+            self._apply(found, changed)
+        if then is not None:
+            then()
+
+    def _apply(self, found: pl.PromptSet, changed: set[tuple[int, int]]) -> None:
+        session = self.session
+        touched: set[int] = {f for f, _ in changed}
+        for obj in sorted({o for _, o in changed}):
+            frames = found.frames_of(obj)
+            if obj not in self.propagated or not frames:
+                touched |= self._rebuild(obj, found.prompts)
+            else:  # a correction of a propagated object
+                for frame, o in changed:
+                    if o != obj:
+                        continue
+                    prompt = found.prompts.get((frame, obj))
+                    if prompt is not None:
+                        self._add(frame, obj, prompt)
+                    elif obj in session.obj_ids:
+                        session.clear_prompts(frame, obj)
+                    self.coverage.setdefault(obj, set()).add(frame)
+        self._prompts = dict(found.prompts)
+        self._applied = {k: pl.prompt_signature(p) for k, p in found.prompts.items()}
+        self._candidates = {k: c for k, c in self._candidates.items() if self._applied.get(k) == c.signature}
+        self.render(sorted(touched))
+
+    def _rebuild(self, obj: int, prompts: dict[tuple[int, int], Prompt]) -> set[int]:
+        """Make ``obj`` a function of its prompts alone (replayable); returns the slices to redraw."""
+        session = self.session
+        touched = self.coverage.pop(obj, set())
+        if obj in session.obj_ids:
+            session.remove_object(obj)
+        self.propagated.discard(obj)
+        frames = sorted(f for f, o in prompts if o == obj)
+        for frame in frames:
+            self._add(frame, obj, prompts[(frame, obj)])
+        if frames:
+            self.coverage[obj] = set(frames)
+        return touched | set(frames)
+
+    def _add(self, frame: int, obj: int, prompt: Prompt) -> None:
+        cand = self._candidates.get((frame, obj))
+        if cand is not None and cand.index and cand.signature == pl.prompt_signature(prompt):
+            self.session.add_prompt(frame, obj, mask=cand.masks[cand.index])
+            return
+        self.session.add_prompt(frame, obj, points=prompt.points_xy, labels=prompt.labels, box=prompt.box)
+
+    def render(self, frames: list[int]) -> None:
+        """Show the session's label image of ``frames`` in the preview layer."""
+        if not frames:
+            return
+        empty = not self.session.obj_ids
+        for frame in frames:
+            where = self.spec.plane_index(frame)
+            self.preview.data[where] = 0 if empty else self.session.label_image(frame)
+        self.preview.refresh()
+        self._changed()
+
+    # ------------------------------------------------------------------ encoding
+    def _encode(self, frames: list[int], then: Callable[[], None] | None = None) -> None:
+        session = self.session
+
+        def job() -> Generator[Progress, None, None]:
+            for i, frame in enumerate(frames):
+                session.features.get(frame)
+                yield Progress(i + 1, len(frames))
+
+        what = f"slice {frames[0]}" if len(frames) == 1 else f"{len(frames)} slices"
+        self._run(
+            f"SAM 2: encoding {what}", job(), on_done=lambda _r: then() if then else None,
+            on_finally=self._after_job, error_prefix=f"Encoding {what}",
+        )  # fmt: skip
+
+    def prefetch(self) -> None:
+        """Encode the slice on screen in a worker, so the first click on it is instant."""
+        if not self.active or self.runner.busy:
+            return
+        frame = self.current_frame()
+        if frame not in self.session.features:
+            self._encode([frame])
+
+    # ------------------------------------------------------------------ candidates
+    def candidate_info(self) -> str:
+        cand = self._candidates.get((self.current_frame(), self.current_object))
+        if cand is None:
+            return ""
+        return f"mask {cand.index + 1}/3 (predicted IoU {cand.scores[cand.index]:.2f})"
+
+    def cycle_candidate(self) -> None:
+        """Show the next of the 3 masks SAM 2 proposes for a single click (current slice and object)."""
+        if not self.active or self.runner.busy:
+            notify("info", "SAM 2 is busy; try again when the current job ends")
+            return
+        key = (self.current_frame(), self.current_object)
+        prompt = self._prompts.get(key)
+        if not pl.is_single_click(prompt):
+            notify("info", f"mask candidates are for a single click: object {key[1]} has no single click on slice {key[0]}")
+            return
+        if key[1] in self.propagated:
+            notify("info", "mask candidates are offered before propagating; correct a propagated object with more clicks")
+            return
+        cand = self._candidates.get(key)
+        sig = pl.prompt_signature(prompt)
+        if cand is None or cand.signature != sig:
+            cand = self._compute_candidates(key[0], prompt, sig)
+            self._candidates[key] = cand
+        cand.index = (cand.index + 1) % len(cand.scores)
+        self.render(sorted(self._rebuild(key[1], self._prompts)))
+
+    def _compute_candidates(self, frame: int, prompt: Prompt, sig: tuple[Any, ...]) -> _Candidates:
+        from ..engine.image import ImagePredictor
+
+        predictor = ImagePredictor(self.model)
+        predictor.set_features(self.session.features.get(frame), self.spec.hw)
+        masks, scores, _ = predictor.predict(prompt.points_xy, prompt.labels, multimask_output=True)
+        order = np.argsort(-scores, kind="stable")
+        return _Candidates(signature=sig, masks=masks[order], scores=scores[order])
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(self, direction: str = "forward") -> None:
+        """Track every object through the stack from its first prompted slice (a worker job)."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        if not self.active:
+            notify("warning", "start a session first (pick an image and a model, then Start)")
+            return
+        if self.runner.busy:
+            notify("info", "SAM 2 is busy; wait for the current job or cancel it")
+            return
+        if self.spec.n_frames == 1:
+            notify("info", "a 2-D image has no other slices to propagate to; Commit the masks directly")
+            return
+        self.sync(then=lambda: self._propagate(direction))
+
+    def _propagate(self, direction: str) -> None:
+        session, spec = self.session, self.spec
+        if not session.obj_ids:
+            notify("warning", "nothing to propagate: click on an object first (Points layer, add mode)")
+            return
+        first = min(f for f, _ in self._prompts)
+        runs = []
+        if direction in ("forward", "both"):
+            runs.append((first, False, spec.n_frames - first))
+        if direction in ("backward", "both"):
+            start = first if direction == "both" else max(f for f, _ in self._prompts)
+            runs.append((start, True, start + 1))
+        total = sum(n for *_, n in runs)
+        objects = set(session.obj_ids)
+
+        def job() -> Generator[Progress, None, int]:
+            done = 0
+            for start, reverse, _ in runs:
+                for result in session.propagate(start=start, reverse=reverse):
+                    done += 1
+                    yield Progress(done, total, (result.frame, result.label_image()))
+            return done
+
+        def frame_done(item: Progress) -> None:
+            frame, labels = item.payload
+            self.preview.data[spec.plane_index(frame)] = labels
+            for obj in objects:
+                self.coverage.setdefault(obj, set()).add(frame)
+            if frame == self.current_frame():
+                self.preview.refresh()
+
+        def finished() -> None:
+            self.preview.refresh()
+            self._after_job()
+
+        self.propagated |= objects
+        self._run(
+            f"SAM 2: propagating {direction}", job(), on_yield=frame_done,
+            on_cancel=lambda: notify("info", "propagation cancelled; the slices done so far are kept"),
+            on_finally=finished, error_prefix="Propagation",
+        )  # fmt: skip
+
+    def cancel(self) -> None:
+        if self.runner.running is not None:
+            self.runner.running.cancel()
+
+    # ------------------------------------------------------------------ commit
+    def commit(self) -> None:
+        """Write the session's objects into the result layer (overlap rule in ``commit.py``)."""
+        if not self.active:
+            notify("warning", "start a session first (pick an image and a model, then Start)")
+            return
+        if self.runner.busy:
+            notify("info", "SAM 2 is busy; wait for the current job or cancel it")
+            return
+        coverage = {k: set(v) for k, v in self.coverage.items() if v}
+        if not coverage:
+            notify("warning", "nothing to commit yet: click on an object first")
+            return
+        try:
+            check_label_dtype(self.result.data, list(coverage))
+        except InputError as exc:
+            notify("warning", str(exc))
+            return
+        result = self.result
+
+        def done(record: CommitRecord) -> None:
+            apply_commit(result, record)
+            self.last_commit = record
+            result.metadata["napari_sam2"] = self.metadata()
+            kept = "".join(
+                f"; {n} pixels of object {k} overlapped other labels and were left to them" for k, n in record.kept.items()
+            )
+            notify("info", f"committed object(s) {', '.join(map(str, record.objects))} on {len(record.frames)} slice(s){kept}")
+
+        self._run(
+            "SAM 2: committing", plan_commit(result.data, self.preview.data, coverage, self.spec),
+            on_done=done, on_finally=self._after_job, error_prefix="Commit",
+        )  # fmt: skip
+
+    def undo_commit(self) -> None:
+        if self.last_commit is None or self.result is None:
+            notify("info", "there is no commit to undo")
+            return
+        restored = undo_commit(self.result, self.last_commit)
+        self.last_commit = None
+        notify("info", f"undid the last commit ({restored} pixels restored)")
+        self._changed()
+
+    # ------------------------------------------------------------------ saving and loading
+    def metadata(self) -> dict[str, Any]:
+        """What we store with the labels: axes, video axis, model and the prompts."""
+        spec = self.spec
+        prompts = [p for p in self._prompts.values()]
+        return {
+            "axes": spec.ome_axes,
+            "video_axis": spec.video_axis,
+            "image": spec.layer_name,
+            "model": self.model_choice.label if self.model_choice else None,
+            "prompts": prompts_to_dict(prompts, axis=spec.video_axis or 0),
+            # single clicks whose mask is not SAM 2's first choice: candidate 1 or 2 by predicted IoU
+            "mask_choices": [
+                {"frame": f, "object": o, "candidate": c.index} for (f, o), c in sorted(self._candidates.items()) if c.index
+            ],
+        }
+
+    def load_prompts(self, path: str) -> int:
+        """Add the prompts of a JSON prompt file to the prompt layers; returns how many."""
+        from ..io import read_prompts_json
+
+        if not self.active:
+            raise InputError("start a session first, then load prompts into it")
+        spec = self.spec
+        prompts = read_prompts_json(path, axis=spec.video_axis if spec.video_axis is not None else None, shape=spec.shape)
+        coords, objs, positive, rects, rect_objs = [], [], [], [], []
+        for p in prompts:
+            if p.points_xy is not None:
+                for rc, lab in zip(xy_to_napari(p.points_xy), p.labels, strict=True):
+                    coords.append(self._full(p.frame, rc))
+                    objs.append(p.obj_id)
+                    positive.append(bool(lab))
+            if p.box is not None:
+                x0, y0, x1, y1 = (float(v) for v in p.box)
+                corners = xy_to_napari([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+                rects.append(np.array([self._full(p.frame, rc) for rc in corners]))
+                rect_objs.append(p.obj_id)
+        with self.points.events.data.blocker(), self.shapes.events.data.blocker():
+            if coords:
+                import pandas as pd
+
+                features = pd.concat(
+                    [self.points.features, pd.DataFrame({pl.OBJECT: objs, pl.POSITIVE: positive})], ignore_index=True
+                )
+                self.points.data = np.concatenate([np.asarray(self.points.data).reshape(-1, spec.ndim), coords])
+                self.points.features = features
+            for rect, obj in zip(rects, rect_objs, strict=True):
+                self.shapes.feature_defaults = {pl.OBJECT: obj}
+                self.shapes.add_rectangles(rect)
+            self.shapes.feature_defaults = {pl.OBJECT: self.current_object}
+        self.sync()
+        return len(coords) + len(rects)
+
+    def _full(self, frame: int, rc: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        full = np.zeros(spec.ndim)
+        r, c = spec.plane_axes
+        full[r], full[c] = rc
+        if spec.video_axis is not None:
+            full[spec.video_axis] = frame
+        return full

@@ -1,0 +1,225 @@
+"""The SAM 2 dock widget: thin controls over :class:`~napari_sam2._qt.segmenter.Segmenter`.
+
+Sections, top to bottom, follow the workflow: image and video axis -> model and device ->
+Start -> object / negative clicks / mask candidates -> Propagate / Cancel -> Commit / Undo ->
+Save / Load prompts. Every button calls one Segmenter method; the widget only reads state
+back to enable buttons and show the status line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+
+from ..errors import SAM2Error
+from .model_picker import ModelPicker
+from .segmenter import DIRECTIONS, Segmenter
+from .stack import AXIS_KINDS
+from .tasks import TaskRunner, notify, report_error
+
+_KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
+
+
+def _row(*widgets: Any) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)
+
+
+class SAM2Widget(Container):
+    """Segment and track objects with SAM 2 (napari dock widget).
+
+    Arguments:
+        napari_viewer: the viewer (napari passes it).
+        synchronous: run model loading, encoding and propagation in the calling thread
+            (tests and scripts); the default runs them in napari thread workers.
+    """
+
+    def __init__(self, napari_viewer: Any, *, synchronous: bool = False) -> None:
+        self.viewer = napari_viewer
+        self.runner = TaskRunner(synchronous=synchronous)
+        self.segmenter = Segmenter(napari_viewer, self.runner)
+
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.video_axis = ComboBox(label="video axis", choices=self._axis_choices)
+        self.axis_kind = ComboBox(label="axis is", choices=[(_KIND_LABELS[k], k) for k in AXIS_KINDS])
+        self.model = ModelPicker()
+        self.start_button = PushButton(text="Start")
+        self.start_button.tooltip = "Load the model, encode the slice on screen, add the prompt layers"
+
+        self.object_id = SpinBox(label="object", min=1, max=2**31 - 1, value=1)
+        self.new_object_button = PushButton(text="New object")
+        self.negative = CheckBox(text="negative clicks (N, or Shift+click)")
+        self.cycle_button = PushButton(text="Next mask candidate (C)")
+        self.cycle_button.tooltip = "For a single click: show SAM 2's other proposed masks (3 in all)"
+        self.candidate = Label(value="")
+
+        self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="both")
+        self.propagate_button = PushButton(text="Propagate")
+        self.cancel_button = PushButton(text="Cancel")
+        self.commit_button = PushButton(text="Commit")
+        self.commit_button.tooltip = (
+            "Write the objects into the result layer; pixels of other labels are never overwritten"
+        )
+        self.undo_button = PushButton(text="Undo commit")
+        self.save_button = PushButton(text="Save labels…")
+        self.load_button = PushButton(text="Load prompts…")
+        self.status = Label(value="Pick an image and a model, then Start.")
+
+        super().__init__(
+            widgets=[
+                self.image, self.video_axis, self.axis_kind, self.model, self.start_button,
+                _row(self.object_id, self.new_object_button), self.negative,
+                _row(self.cycle_button, self.candidate),
+                self.direction, _row(self.propagate_button, self.cancel_button),
+                _row(self.commit_button, self.undo_button), _row(self.save_button, self.load_button),
+                self.status,
+            ]
+        )  # fmt: skip
+        self.image.changed.connect(self._on_image)
+        self.start_button.changed.connect(self.start)
+        self.object_id.changed.connect(lambda v: self.segmenter.set_object(int(v)))
+        self.new_object_button.changed.connect(self.new_object)
+        self.negative.changed.connect(lambda v: self.segmenter.toggle_negative(bool(v)))
+        self.cycle_button.changed.connect(self.segmenter.cycle_candidate)
+        self.propagate_button.changed.connect(lambda: self.segmenter.propagate(self.direction.value))
+        self.cancel_button.changed.connect(self.segmenter.cancel)
+        self.commit_button.changed.connect(self.segmenter.commit)
+        self.undo_button.changed.connect(self.segmenter.undo_commit)
+        self.save_button.changed.connect(self._save_dialog)
+        self.load_button.changed.connect(self._load_dialog)
+        self.segmenter.changed_callbacks.append(self._refresh)
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+        self._layers_changed()
+        self._refresh()
+
+    # ------------------------------------------------------------------ choices
+    def _image_layers(self, _widget: Any = None) -> list[Any]:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _axis_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        layer = self.image.value if hasattr(self, "image") else None
+        if layer is None:
+            return [("-", None)]
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        spatial = shape[:-1] if layer.rgb else shape
+        if len(spatial) != 3:
+            return [("none (2-D image)" if len(spatial) == 2 else "-", None)]
+        return [(f"axis {a} ({spatial[a]} slices)", a) for a in range(3)]
+
+    def _layers_changed(self, event: Any = None) -> None:
+        self.image.reset_choices()
+        images = self._image_layers()
+        if self.image.value is None and images:
+            active = self.viewer.layers.selection.active
+            self.image.value = active if active in images else images[-1]
+        if event is not None and getattr(event, "type", "") == "removed":
+            if event.value is self.segmenter.image_layer:
+                self.segmenter.close()
+                notify("warning", f"the image {event.value.name!r} was removed; the SAM 2 session is closed")
+        self._on_image()
+
+    def _on_image(self, *_: Any) -> None:
+        self.video_axis.reset_choices()
+        layer = self.image.value
+        if layer is not None:
+            axes = str(layer.metadata.get("axes", "")) if isinstance(layer.metadata, dict) else ""
+            if axes[:1] in AXIS_KINDS:
+                self.axis_kind.value = axes[0]
+            not_shown = [d - (self.viewer.dims.ndim - layer.ndim) for d in self.viewer.dims.not_displayed]
+            valid = [v for _, v in self._axis_choices()]
+            if not_shown and not_shown[-1] in valid:
+                self.video_axis.value = not_shown[-1]
+        self._refresh()
+
+    # ------------------------------------------------------------------ actions
+    def start(self) -> None:
+        self.segmenter.start(self.image.value, self.video_axis.value, self.axis_kind.value, self.model.choice())
+
+    def new_object(self) -> None:
+        new = self.segmenter.new_object()
+        with self.object_id.changed.blocked():
+            self.object_id.value = new
+
+    def save(self, path: str | Path) -> list[str]:
+        """Save the result layer as OME-Zarr labels (+ prompts JSON); returns the paths."""
+        from .._writer import save_labels
+
+        seg = self.segmenter
+        if seg.result is None:
+            notify("warning", "nothing to save yet: Start, click objects and Commit them first")
+            return []
+        try:
+            meta = seg.metadata() if seg.active else seg.result.metadata.get("napari_sam2")
+            written = save_labels(
+                path, seg.result.data, scale=seg.result.scale, units=getattr(seg.result, "units", None), sam2=meta
+            )
+        except SAM2Error as exc:
+            report_error("Saving the labels", exc)
+            return []
+        notify("info", f"saved {', '.join(written)}")
+        return written
+
+    def load_prompts(self, path: str | Path) -> int:
+        try:
+            return self.segmenter.load_prompts(str(path))
+        except SAM2Error as exc:
+            report_error("Loading prompts", exc)
+            return 0
+
+    def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save SAM 2 labels", "labels.zarr", "OME-Zarr (*.zarr)")
+        if path:
+            self.save(path)
+
+    def _load_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load SAM 2 prompts", "", "Prompts (*.json)")
+        if path:
+            self.load_prompts(path)
+
+    # ------------------------------------------------------------------ state -> controls
+    def _refresh(self) -> None:
+        seg = self.segmenter
+        busy = self.runner.busy
+        active = seg.active
+        stack = active and seg.spec.n_frames > 1
+        self.start_button.text = "Restart" if active else "Start"
+        self.start_button.enabled = not busy
+        for w in (self.new_object_button, self.cycle_button, self.commit_button):
+            w.enabled = active and not busy
+        self.propagate_button.enabled = stack and not busy
+        self.direction.enabled = stack
+        self.cancel_button.enabled = busy
+        self.undo_button.enabled = seg.last_commit is not None and not busy
+        self.save_button.enabled = seg.result is not None
+        self.load_button.enabled = active
+        if self.object_id.value != seg.current_object:
+            with self.object_id.changed.blocked():
+                self.object_id.value = seg.current_object
+        if self.negative.value != seg.negative_mode:
+            with self.negative.changed.blocked():
+                self.negative.value = seg.negative_mode
+        self.candidate.value = seg.candidate_info() if active else ""
+        if busy and self.runner.running is not None:
+            self.status.value = self.runner.running.name.removeprefix("SAM 2: ") + "…"
+        elif active:
+            n = len(seg.session.obj_ids)
+            self.status.value = f"slice {seg.current_frame()} of {seg.spec.n_frames}; {n} object(s) in the session"
+        else:
+            self.status.value = "Pick an image and a model, then Start."
+
+    def close_session(self) -> None:
+        self.segmenter.close()
+        self._refresh()
+
+
+def make_widget(napari_viewer: Any) -> SAM2Widget:
+    """npe2 widget command."""
+    return SAM2Widget(napari_viewer)
