@@ -1,0 +1,386 @@
+"""The ``napari-sam2`` command line (also ``python -m napari_sam2``).
+
+::
+
+    napari-sam2 segment-image IMAGE --point X Y [...] -o MASK.tif      # one 2-D image, one object
+    napari-sam2 segment INPUT --prompts PROMPTS [--boxes SHAPES.csv] -o OUT.zarr
+    napari-sam2 batch INPUT... --prompts-dir DIR -o OUTDIR [--scheduler local:N | tcp://HOST:PORT]
+    napari-sam2 models
+
+Errors are one line, ``napari-sam2: error: ...``, naming the file or address (``--debug``
+adds the traceback). Exit codes: 0 done; ``segment-image``: 1 error, 2 bad arguments or no
+weights; ``segment``, ``batch``, ``models``: 2 error or bad arguments, 1 some batch stacks
+failed; 130 interrupted (Ctrl-C), with no partial output left behind. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SAM2Error, WeightsUnavailableError
+
+PROG = "napari-sam2"
+EXIT_FAILED_STACKS = 1
+EXIT_ERROR = 2  # also argparse's code for bad arguments
+EXIT_INTERRUPTED = 130
+# segment-image keeps the codes it shipped with (README): 1 an error, 2 bad arguments / no weights
+EXIT_IMAGE_ERROR = 1
+# weights.DEFAULT_MODEL, spelled out so that --help and bad files need no torch import (a test checks it)
+DEFAULT_MODEL_HELP = "sam2.1_hiera_tiny"
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .batch import COMPUTE_DTYPES, DIRECTIONS
+
+    parser = argparse.ArgumentParser(prog=PROG, description="SAM 2 segmentation without napari.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_segment_image(commands)
+
+    common = argparse.ArgumentParser(add_help=False)
+    weights = common.add_mutually_exclusive_group()
+    weights.add_argument("--model", help=f"official model name (default: {DEFAULT_MODEL_HELP})")
+    weights.add_argument("--checkpoint", type=Path, help="a local checkpoint file instead of --model")
+    common.add_argument("--config", type=Path, help="SAM2Config JSON for a checkpoint that is no official variant")
+    common.add_argument("--axis", type=int, default=0, help="the stack (z or time) axis of the input (default: 0)")
+    common.add_argument(
+        "--direction", choices=DIRECTIONS, default="both",
+        help="both: forward from the first prompted frame, then backward from it (the whole stack); "
+        "forward: from the first prompted frame to the end; backward: from the last prompted frame "
+        "to frame 0 (default: both)",
+    )  # fmt: skip
+    common.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    common.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+                        help="float32 (the official numbers) or bfloat16 (faster on some CPUs/GPUs)")  # fmt: skip
+    common.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+
+    seg = commands.add_parser(
+        "segment", parents=[common], help="segment objects through one stack from prompt files",
+        description="Add every prompt of PROMPTS (and --boxes) to a SAM 2 video session, propagate "
+        "through the stack and write OME-Zarr labels of the input's shape.",
+    )  # fmt: skip
+    seg.add_argument("input", type=Path, help="TIFF, zarr / OME-Zarr or .npy stack (or 2-D image)")
+    seg.add_argument("--prompts", type=Path, required=True,
+                     help="napari Points CSV (features object, positive) or napari-sam2 JSON")  # fmt: skip
+    seg.add_argument("--boxes", type=Path, help="napari Shapes CSV: each rectangle is a box prompt")
+    seg.add_argument("-o", "--output", type=Path, required=True, help="output OME-Zarr labels, e.g. labels.zarr")
+
+    bat = commands.add_parser(
+        "batch", parents=[common], help="segment many stacks on dask.distributed",
+        description="Segment each INPUT with the prompts DIR/<stem>.csv (or .json, plus optional "
+        "<stem>.boxes.csv) into OUTDIR/<stem>.zarr, one dask task per stack. Finished outputs are "
+        "skipped unless --overwrite.",
+    )  # fmt: skip
+    bat.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="stacks (TIFF, zarr, .npy)")
+    bat.add_argument("--prompts-dir", type=Path, required=True, help="folder with <stem>.csv or <stem>.json")
+    bat.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    bat.add_argument(
+        "--scheduler", default="local",
+        help="local:N (a LocalCluster of N worker processes) or an existing scheduler's address, "
+        "e.g. tcp://HOST:8786 (default: local, one worker per two cores)",
+    )  # fmt: skip
+    bat.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="give up reaching a scheduler after this long (default: 10)")  # fmt: skip
+    bat.add_argument(
+        "--torch-threads", type=int, metavar="N",
+        help="torch threads per worker (default: cores / N for local:N; for an address, the workers' own)",
+    )  # fmt: skip
+    bat.add_argument("--report", type=Path, metavar="JSON", help="also write every stack's outcome to this JSON file")
+
+    models = commands.add_parser("models", help="list the official models and which are cached locally")
+    models.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    return parser
+
+
+def _add_segment_image(commands: Any) -> None:
+    seg = commands.add_parser(
+        "segment-image",
+        help="segment one object in a 2-D image from points and/or a box",
+        description="Segment one object in a 2-D image (grayscale or RGB; uint8, uint16 or float) "
+        "from positive/negative points and/or a box, given as x y pixel coordinates.",
+    )
+    seg.add_argument("image", type=Path, help="image file (TIFF, PNG, JPEG, ...)")
+    seg.add_argument(
+        "--point", nargs=2, type=float, action="append", default=[], metavar=("X", "Y"),
+        help="a point on the object (repeatable)",
+    )
+    seg.add_argument(
+        "--negative", nargs=2, type=float, action="append", default=[], metavar=("X", "Y"),
+        help="a point on the background (repeatable)",
+    )
+    seg.add_argument(
+        "--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"), help="a box around the object"
+    )
+    weights = seg.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--model", help=f"official model name, downloaded on first use (default: {DEFAULT_MODEL_HELP})",
+    )
+    weights.add_argument("--checkpoint", type=Path, help="a local official checkpoint (.pt) instead")
+    seg.add_argument(
+        "--config", type=Path,
+        help="JSON config (SAM2Config.to_json()) for a checkpoint that is not an official variant",
+    )
+    seg.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    seg.add_argument("-o", "--output", type=Path, required=True, help="output mask TIFF")
+
+
+# --------------------------------------------------------------------------- segment-image
+
+
+def _read_image(path: Path):  # -> np.ndarray
+    import numpy as np
+
+    if not path.is_file():
+        raise SAM2Error(f"image file {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            image = tifffile.imread(path)
+        else:
+            import skimage.io
+
+            image = skimage.io.imread(path)
+    except Exception as exc:
+        raise SAM2Error(f"could not read image {str(path)!r} ({type(exc).__name__}: {exc})") from None
+    return np.asarray(image)
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    from .weights import DEFAULT_MODEL
+
+    return getattr(args, "model", None) or DEFAULT_MODEL
+
+
+def _weights_hint(model: str) -> str:
+    from .weights import REGISTRY, canonical_name
+
+    name = canonical_name(model) or model
+    repo_id, filename = REGISTRY.get(name, ("facebook/" + name, name + ".pt"))
+    return (
+        f"the official {name} weights could not be downloaded (offline?); get {filename} "
+        f"from https://huggingface.co/{repo_id} and pass it with --checkpoint FILE"
+    )
+
+
+def _segment_image(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+
+    from . import load_model
+
+    if not args.point and not args.negative and args.box is None:
+        _error("give at least one --point, --negative or --box")
+        return EXIT_ERROR
+    image = _read_image(args.image)
+    try:
+        model = load_model(args.checkpoint or _model_name(args), args.device, config=args.config)
+    except WeightsUnavailableError:
+        _error(_weights_hint(_model_name(args)))
+        return EXIT_ERROR
+
+    from . import ImagePredictor
+
+    predictor = ImagePredictor(model)
+    predictor.set_image(image)
+    points = args.point + args.negative
+    coords = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points else None
+    labels = np.asarray([1] * len(args.point) + [0] * len(args.negative)) if points else None
+    box = np.asarray(args.box, dtype=np.float32) if args.box is not None else None
+    # One point is ambiguous (part / object / group): let SAM propose three and keep the best.
+    multimask = len(points) == 1 and box is None
+    masks, scores, _ = predictor.predict(
+        point_coords=coords, point_labels=labels, box=box, multimask_output=multimask
+    )
+    best = int(np.argmax(scores))
+    mask = np.asarray(masks[best], dtype=bool)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(args.output, mask.astype(np.uint8) * 255)
+    print(f"{args.output}: {int(mask.sum())} pixels, predicted IoU {float(scores[best]):.3f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- segment and batch
+
+
+def _model_spec(args: argparse.Namespace) -> Any:
+    from .batch import ModelSpec
+
+    source = str(args.checkpoint.absolute()) if args.checkpoint is not None else _model_name(args)
+    config = str(args.config.absolute()) if args.config is not None else None
+    return ModelSpec(source=source, config=config, device=args.device)
+
+
+def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
+    from .batch import SegmentJob
+
+    return SegmentJob(
+        model=_model_spec(args), axis=args.axis, direction=args.direction,
+        compute_dtype=args.compute_dtype, overwrite=args.overwrite, **fields,
+    )  # fmt: skip
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import segment_steps
+
+    job = _job_template(
+        args, input=str(args.input), prompts=str(args.prompts), output=str(args.output),
+        boxes=None if args.boxes is None else str(args.boxes),
+    )  # fmt: skip
+    steps = segment_steps(job, configure=True)
+    bar = None
+    try:
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if bar is None:
+                bar = tqdm(total=progress.total, unit="frame", desc=args.input.name, file=sys.stderr,
+                           disable=not sys.stderr.isatty(), leave=False)  # fmt: skip
+            bar.update(progress.done - bar.n)
+    finally:
+        steps.close()  # on an error or Ctrl-C: the writer removes its partial store
+        if bar is not None:
+            bar.close()
+    print(
+        f"{PROG}: wrote {result.output}: {result.frames_reached} of {result.frames} frames reached, "
+        f"{result.objects} object{'s' * (result.objects != 1)}, {result.seconds:.1f} s"
+    )
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .batch import dask_client, parse_scheduler, plan_jobs, remove_partials, run_batch
+
+    start = time.perf_counter()
+    kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise SAM2Error(f"--torch-threads must be >= 1, got {args.torch_threads}")
+    template = _job_template(args, input="", prompts="", output="")
+    jobs, outcomes = plan_jobs(args.inputs, args.prompts_dir, args.output, template)
+    for outcome in outcomes:
+        _print_outcome(outcome, args.debug)
+    status = 0
+    if jobs:
+        try:
+            with dask_client(args.scheduler, timeout=args.connect_timeout, n_stacks=len(jobs)) as (client, threads):
+                threads = args.torch_threads or threads
+                jobs = [replace(job, torch_threads=threads) for job in jobs]
+                for outcome in run_batch(client, jobs):
+                    outcomes.append(outcome)
+                    if outcome.model_error:  # every other stack would fail the same way
+                        no_weights = outcome.error_type == "WeightsUnavailableError"
+                        _error(_weights_hint(_model_name(args)) if no_weights else str(outcome.error))
+                        status = EXIT_ERROR
+                        break
+                    _print_outcome(outcome, args.debug)
+        except KeyboardInterrupt:
+            if kind == "local":  # the workers are gone: their temporary stores are garbage
+                remove_partials(jobs)
+            raise
+    if args.report is not None:
+        _write_report(args.report, outcomes)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(
+        f"{PROG} batch: {counts['done']} done, {counts['skipped']} skipped (finished earlier), "
+        f"{counts['failed']} failed, in {time.perf_counter() - start:.1f} s -> {args.output}"
+    )
+    if status:
+        return status
+    return EXIT_FAILED_STACKS if counts["failed"] else 0
+
+
+def _print_outcome(outcome: Any, debug: bool) -> None:
+    name = Path(outcome.input).name
+    if outcome.status == "done":
+        r = outcome.result
+        print(f"done     {name} -> {r.output} ({r.frames_reached}/{r.frames} frames, {r.objects} objects, "
+              f"{r.seconds:.1f} s, worker pid {r.pid})", flush=True)  # fmt: skip
+    elif outcome.status == "skipped":
+        print(f"skipped  {name}: {outcome.output} exists (finished earlier; --overwrite redoes it)", flush=True)
+    else:
+        if debug and outcome.traceback:
+            print(outcome.traceback, file=sys.stderr)
+        print(f"FAILED   {name}: {outcome.error}", flush=True)
+
+
+def _write_report(path: Path, outcomes: list[Any]) -> None:
+    from dataclasses import asdict
+
+    rows = [{k: v for k, v in asdict(o).items() if k != "traceback"} for o in outcomes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"stacks": rows}, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .weights import REGISTRY
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        try_to_load_from_cache = None
+    rows = [("name", "Hugging Face repository", "file", "cached")]
+    for name, (repo_id, filename) in REGISTRY.items():
+        cached = try_to_load_from_cache(repo_id, filename) if try_to_load_from_cache else None
+        rows.append((name, repo_id, filename, cached if isinstance(cached, str) else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+_COMMANDS = {"segment-image": _segment_image, "segment": _segment, "batch": _batch, "models": _models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    error_code = EXIT_IMAGE_ERROR if args.command == "segment-image" else EXIT_ERROR
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        newline = "\n" if sys.stderr.isatty() else ""  # end the ^C / progress-bar line
+        print(f"{newline}{PROG}: interrupted; no partial output was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except WeightsUnavailableError:
+        if debug:
+            traceback.print_exc()
+        _error(_weights_hint(_model_name(args)))
+        return error_code
+    except (SAM2Error, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc) or type(exc).__name__)
+        return error_code
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        text = str(exc).strip().splitlines()
+        _error(f"unexpected {type(exc).__name__}: {text[0] if text else ''} (run with --debug for the traceback)")
+        return error_code
