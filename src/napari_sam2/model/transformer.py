@@ -83,10 +83,9 @@ class RoPEAttention(Attention):
             raise ValueError("keys must be one query-sized grid unless rope_k_repeat")
         if n_grid_tokens % n_q:
             raise ValueError("keys are not a whole number of grids")
-        cos, sin = self.rope.tables(side, k.device, torch.float32)
-        grid = k[:, :, :n_grid_tokens].float()
-        b, h, _, d = grid.shape
-        grid = self.rope.apply(grid.view(b, h, -1, n_q, d), cos, sin).view(b, h, n_grid_tokens, d)
+        table = self.rope.table(side, k.device)
+        b, h, _, d = k.shape
+        grid = self.rope.apply(k[:, :, :n_grid_tokens].reshape(b, h, -1, n_q, d), table).view(b, h, n_grid_tokens, d)
         if num_k_exclude_rope:
             return torch.cat([grid.to(k.dtype), k[:, :, n_grid_tokens:]], dim=2)
         return grid.to(k.dtype)
@@ -99,8 +98,7 @@ class RoPEAttention(Attention):
         side = int(round(q.shape[-2] ** 0.5))
         if side * side != q.shape[-2]:
             raise ValueError("RoPE attention needs a square query grid")
-        cos, sin = self.rope.tables(side, q.device, torch.float32)
-        q = self.rope.apply(q.float(), cos, sin).to(k.dtype)
+        q = self.rope.apply(q, self.rope.table(side, q.device)).to(k.dtype)
         k = self.rotate_keys(k, num_k_exclude_rope, side)
         v = self.split_heads(self.v_proj(v))
         return self.out_proj(self.merge_heads(attention(q, k, v)))
