@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     common.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
                         help="float32 (the official numbers) or bfloat16 (faster on some CPUs/GPUs)")  # fmt: skip
+    common.add_argument(
+        "--torch-threads", type=_positive_int, metavar="N",
+        help="torch threads (per worker in batch). Default: torch's own for segment; cores / N for "
+        "batch on local:N; the workers' own for a scheduler address. Results can differ in a few "
+        "boundary pixels between thread counts; the same count gives the same labels.",
+    )  # fmt: skip
     common.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
@@ -95,15 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bat.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="give up reaching a scheduler after this long (default: 10)")  # fmt: skip
-    bat.add_argument(
-        "--torch-threads", type=int, metavar="N",
-        help="torch threads per worker (default: cores / N for local:N; for an address, the workers' own)",
-    )  # fmt: skip
     bat.add_argument("--report", type=Path, metavar="JSON", help="also write every stack's outcome to this JSON file")
 
     models = commands.add_parser("models", help="list the official models and which are cached locally")
     models.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _add_segment_image(commands: Any) -> None:
@@ -230,7 +239,7 @@ def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
 
     return SegmentJob(
         model=_model_spec(args), axis=args.axis, direction=args.direction,
-        compute_dtype=args.compute_dtype, overwrite=args.overwrite, **fields,
+        compute_dtype=args.compute_dtype, overwrite=args.overwrite, torch_threads=args.torch_threads, **fields,
     )  # fmt: skip
 
 
@@ -274,8 +283,6 @@ def _batch(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
-    if args.torch_threads is not None and args.torch_threads < 1:
-        raise SAM2Error(f"--torch-threads must be >= 1, got {args.torch_threads}")
     template = _job_template(args, input="", prompts="", output="")
     jobs, outcomes = plan_jobs(args.inputs, args.prompts_dir, args.output, template)
     for outcome in outcomes:
