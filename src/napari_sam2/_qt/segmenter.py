@@ -117,6 +117,9 @@ class Segmenter:
             notify("warning", str(exc))
             return
         reuse = self.model is not None and self.model_choice == choice
+        # a restart on the same image with the same model keeps the encoded slices
+        same = self.spec is not None and image_layer is self.image_layer and self.spec.same_source(spec)
+        old = self.session if reuse and same else None
 
         def job() -> Generator[Progress, None, Any]:
             from ..engine.session import VideoSession
@@ -125,13 +128,19 @@ class Segmenter:
             if not reuse:
                 model = yield from load_job(choice)
             yield Progress(1, 2)
-            session = VideoSession(model, spec.frames())  # reads a few frames for the intensity window
+            if old is not None:
+                old.reset()
+                session = old
+            else:  # reads a few frames for the intensity window
+                session = VideoSession(model, spec.frames())
             yield Progress(2, 2)
             return model, session
 
         def done(out: tuple[Any, Any]) -> None:
             self.model, session = out
             self.model_choice = choice
+            if self.session is not None:
+                self.close(release=self.session is not session)
             self._install(image_layer, spec, session)
 
         self._run(
@@ -140,9 +149,6 @@ class Segmenter:
         )  # fmt: skip
 
     def _install(self, image_layer: Any, spec: StackSpec, session: Any) -> None:
-        if self.session is not None:
-            self.session.close()
-        self._disconnect()
         self.image_layer, self.spec, self.session = image_layer, spec, session
         self._applied.clear()
         self._prompts.clear()
@@ -215,12 +221,15 @@ class Segmenter:
             self.points.mouse_drag_callbacks.remove(self._on_points_press)
         self.viewer.dims.events.current_step.disconnect(self._on_step)
 
-    def close(self) -> None:
-        """Stop the running job, release the session; layers stay in the viewer."""
+    def close(self, release: bool = True) -> None:
+        """Stop the running job and detach from the layers (they stay in the viewer).
+
+        ``release=False`` keeps the session's spill files (for a restart that re-uses it).
+        """
         if self.runner.running is not None:
             self.runner.running.cancel()
         self._disconnect()
-        if self.session is not None:
+        if self.session is not None and release:
             self.session.close()
         self.session = None
 

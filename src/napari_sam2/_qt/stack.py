@@ -40,7 +40,7 @@ class _VideoAxisFirst:
         return self._data[(slice(None),) * self._axis + (t,)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StackSpec:
     """One Image layer seen as frames along ``video_axis``.
 
@@ -158,8 +158,11 @@ class StackSpec:
         """(N, 2) in-plane (row, col) of (N, ndim) data coordinates."""
         return coords[:, list(self.plane_axes)]
 
-    def same_geometry(self, other: StackSpec) -> bool:
-        return (self.shape, self.video_axis) == (other.shape, other.video_axis)
+    def same_source(self, other: StackSpec) -> bool:
+        """Same data object seen the same way (frames, axis, scale)."""
+        mine = (self.shape, self.video_axis, self.axis_kind, self.scale, self.rgb)
+        theirs = (other.shape, other.video_axis, other.axis_kind, other.scale, other.rgb)
+        return self.data is other.data and mine == theirs
 
 
 class _OneFrame:

@@ -36,6 +36,8 @@ class SAM2Widget(Container):
     """
 
     def __init__(self, napari_viewer: Any, *, synchronous: bool = False) -> None:
+        # napari hands plugins a PublicOnlyProxy; layer identity checks need the viewer itself
+        napari_viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.viewer = napari_viewer
         self.runner = TaskRunner(synchronous=synchronous)
         self.segmenter = Segmenter(napari_viewer, self.runner)
@@ -218,8 +220,3 @@ class SAM2Widget(Container):
     def close_session(self) -> None:
         self.segmenter.close()
         self._refresh()
-
-
-def make_widget(napari_viewer: Any) -> SAM2Widget:
-    """npe2 widget command."""
-    return SAM2Widget(napari_viewer)
