@@ -279,6 +279,8 @@ def _segment(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from tqdm import tqdm
+
     from .batch import dask_client, parse_scheduler, plan_jobs, remove_partials, run_batch
 
     start = time.perf_counter()
@@ -289,6 +291,7 @@ def _batch(args: argparse.Namespace) -> int:
         _print_outcome(outcome, args.debug)
     status = 0
     if jobs:
+        bar = tqdm(total=len(jobs), unit="stack", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
         try:
             with dask_client(args.scheduler, timeout=args.connect_timeout, n_stacks=len(jobs)) as (client, threads):
                 threads = args.torch_threads or threads
@@ -300,11 +303,15 @@ def _batch(args: argparse.Namespace) -> int:
                         _error(_weights_hint(_model_name(args)) if no_weights else str(outcome.error))
                         status = EXIT_ERROR
                         break
-                    _print_outcome(outcome, args.debug)
+                    with bar.external_write_mode(file=sys.stdout):  # the line above the bar
+                        _print_outcome(outcome, args.debug)
+                    bar.update()
         except KeyboardInterrupt:
             if kind == "local":  # the workers are gone: their temporary stores are garbage
                 remove_partials(jobs)
             raise
+        finally:
+            bar.close()
     if args.report is not None:
         _write_report(args.report, outcomes)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
