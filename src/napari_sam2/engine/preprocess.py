@@ -80,7 +80,7 @@ def to_unit_rgb(image: np.ndarray, window: np.ndarray | None = None) -> torch.Te
         w = np.array(np.broadcast_to(w.reshape(-1, 2), (arr.shape[-1], 2)))
         lo, hi = w[:, 0], w[:, 1]
         span = np.where(hi > lo, hi - lo, 1.0)
-        data = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+        data = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)  # a writable copy
         lo_t = torch.as_tensor(lo, dtype=torch.float32)[:, None, None]
         span_t = torch.as_tensor(span, dtype=torch.float32)[:, None, None]
         unit = ((data - lo_t) / span_t).clamp_(0.0, 1.0)
