@@ -51,8 +51,11 @@ def make_widget(viewer, model=None, *, synchronous: bool = True, checkpoint: Pat
     """A docked SAM2Widget set to the small model (preloaded when ``model`` is given)."""
     from napari_sam2._qt.widget import SAM2Widget
 
+    import torch
+
     widget = SAM2Widget(viewer, synchronous=synchronous)
     viewer.window.add_dock_widget(widget, name="SAM 2")
+    widget.model.threads.value = torch.get_num_threads()  # keep the test process's setting
     widget.model.set_checkpoint(checkpoint, CONFIG)
     if model is not None:  # skip re-reading the checkpoint in every test
         widget.segmenter.model = model

@@ -29,9 +29,10 @@ def test_shift_click_and_n_key_place_negative_clicks(make_napari_viewer, small_m
     mouse_click(seg.points, (1, 60, 80))  # through napari's own add-mode callback
     mouse_click(seg.points, (1, 20, 20), modifiers=["Shift"])
     assert list(seg.points.features["positive"]) == [True, False]
-    seg.points.bind_key  # the N key toggles the negative mode (bound on the prompt layer)
-    seg.toggle_negative()
-    assert widget.negative.value is True
+    keys = viewer.window._qt_viewer._key_map_handler  # the canvas's key handling
+    keys.press_key("N")  # N on the prompt layer toggles the negative mode
+    keys.release_key("N")
+    assert seg.negative_mode and widget.negative.value is True
     mouse_click(seg.points, (1, 30, 30))
     mouse_click(seg.points, (1, 31, 90), modifiers=["Shift"])  # Shift inverts the mode
     assert list(seg.points.features["positive"]) == [True, False, False, True]
@@ -46,8 +47,13 @@ def test_mask_candidates_cycle_through_three_and_back(make_napari_viewer, small_
     click(widget, 0, 60, 80)
     first = plane(widget, seg.preview.data, 0).copy()
     shown = [first]
-    for _ in range(3):
-        widget.cycle_button.changed.emit()
+    keys = viewer.window._qt_viewer._key_map_handler
+    for i in range(3):
+        if i == 0:
+            keys.press_key("C")  # C on the prompt layer = the button
+            keys.release_key("C")
+        else:
+            widget.cycle_button.changed.emit()
         shown.append(plane(widget, seg.preview.data, 0).copy())
     assert widget.candidate.value.startswith("mask 1/3")
     assert np.array_equal(shown[3], first)  # back to SAM 2's own choice

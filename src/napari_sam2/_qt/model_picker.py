@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit
+from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 
 from ..errors import InputError
-from .tasks import Progress
+from .tasks import Progress, default_threads
 
 #: the model-picker entry that shows the checkpoint and config file fields
 FROM_FILE = "load checkpoint file…"
@@ -60,7 +61,7 @@ def load_job(choice: ModelChoice) -> Generator[Progress, None, Any]:
 
 
 class ModelPicker(Container):
-    """Model name or checkpoint file (+ config JSON), and the device."""
+    """Model name or checkpoint file (+ config JSON), the device and the CPU thread count."""
 
     def __init__(self) -> None:
         from ..weights import DEFAULT_MODEL, REGISTRY
@@ -74,7 +75,12 @@ class ModelPicker(Container):
         self.config = FileEdit(label="config (optional)", mode="r", filter="*.json")
         self.config.tooltip = "SAM2Config JSON, needed only for checkpoints that are not an official variant"
         self.device = ComboBox(label="device", choices=available_devices())
-        super().__init__(widgets=[self.model, self.checkpoint, self.config, self.device])
+        self.threads = SpinBox(label="CPU threads", min=1, max=max(1, os.cpu_count() or 1), value=default_threads())
+        self.threads.tooltip = (
+            "torch threads for the whole napari process; the default leaves one core to napari's UI "
+            "(using every core made clicks up to 100x slower on a busy machine)"
+        )
+        super().__init__(widgets=[self.model, self.checkpoint, self.config, self.device, self.threads])
         self.model.changed.connect(self._show_file_fields)
         self._show_file_fields()
 

@@ -68,6 +68,8 @@ class Segmenter:
         self.result: Any = None
         self.current_object = 1
         self.negative_mode = False
+        #: move the viewer to each slice as propagation finishes it (costs a redraw per slice)
+        self.follow = False
         self.last_commit: CommitRecord | None = None
         self.changed_callbacks: list[Callable[[], None]] = []
         self._applied: dict[tuple[int, int], tuple[Any, ...]] = {}
@@ -481,6 +483,8 @@ class Segmenter:
             self.preview.data[spec.plane_index(frame)] = labels
             for obj in objects:
                 self.coverage.setdefault(obj, set()).add(frame)
+            if self.follow:
+                self.viewer.dims.set_current_step(self.viewer.dims.ndim - spec.ndim + spec.video_axis, frame)
             if frame == self.current_frame():
                 self.preview.refresh()
 

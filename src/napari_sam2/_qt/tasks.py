@@ -13,9 +13,13 @@ same callbacks in the same order. Either way:
   what to do, anything else an error notification with the message (the traceback goes to
   the log), never a traceback dialog.
 
-Why torch threads are set inside the worker: ``torch.set_flush_denormal`` is a per-thread
-CPU flag (MXCSR). napari never sets it, and a random-weight or freshly fine-tuned model
-produces denormal floats that slow CPU math 10-20x (see ``docs/plugin.md``, Performance).
+Torch settings are applied inside each job's thread: ``torch.set_flush_denormal`` is a
+per-thread CPU flag (MXCSR) that napari never sets (denormal floats from random-weight or
+freshly trained models slow CPU math 10-20x), and the intra-op thread count is read per
+thread. The widget's default is all cores but one: when torch's OpenMP team takes every core,
+each parallel region waits for whichever team thread the OS has descheduled for napari's UI
+thread (or any other process), which made one click 100x slower in our measurements
+(``docs/plugin.md``, Performance).
 """
 
 from __future__ import annotations
@@ -68,17 +72,33 @@ class _Outcome:
     cancelled: bool = False
 
 
-def _prepare_torch_thread() -> None:
+def set_torch_threads(threads: int | None) -> None:
+    """Flush denormals in this thread and use ``threads`` intra-op threads (process-wide).
+
+    Called in the main thread when the setting changes and at the start of every job in its
+    worker thread (OpenMP reads the thread count per thread, and napari re-uses worker threads).
+    """
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
         return
-    torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)  # before set_num_threads (see shared ENVIRONMENT notes)
+    if threads is not None and threads >= 1:
+        torch.set_num_threads(int(threads))
 
 
-def _guarded(task: Task, job: Generator[Progress, None, Any]) -> Generator[Progress, None, _Outcome]:
+def default_threads() -> int:
+    """All cores but one: the one left keeps napari's UI thread from stalling torch's thread team."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _guarded(
+    task: Task, job: Generator[Progress, None, Any], threads: int | None
+) -> Generator[Progress, None, _Outcome]:
     """Run ``job`` to the end, turning cancel and errors into an :class:`_Outcome`."""
-    _prepare_torch_thread()
+    set_torch_threads(threads)
     try:
         while True:
             if task.cancelled:
@@ -121,12 +141,15 @@ class TaskRunner:
     Arguments:
         synchronous: run jobs inline (tests, scripts); callbacks are the same.
         progress_bars: show a napari progress bar for each job.
+        threads: torch intra-op threads for jobs (None: leave torch's setting alone).
     """
 
-    def __init__(self, *, synchronous: bool = False, progress_bars: bool = True) -> None:
+    def __init__(self, *, synchronous: bool = False, progress_bars: bool = True, threads: int | None = None) -> None:
         self.synchronous = synchronous
         self.progress_bars = progress_bars
+        self.threads = threads
         self.running: Task | None = None
+        self._loops: list[Any] = []  # event loops of wait(), quit when a job ends
 
     @property
     def busy(self) -> bool:
@@ -177,8 +200,10 @@ class TaskRunner:
             finally:
                 if on_finally is not None:
                     on_finally()
+                for loop in list(self._loops):
+                    loop.quit()
 
-        guarded = _guarded(task, job)
+        guarded = _guarded(task, job, self.threads)
         if self.synchronous:
             outcome = self._drain(guarded, yielded)
             returned(outcome)
@@ -210,15 +235,26 @@ class TaskRunner:
         return progress(total=0, desc=name)
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Block (processing Qt events) until no job runs; for tests and scripts."""
+        """Run the Qt event loop until no job runs (tests and scripts).
+
+        A real event loop, as napari's: a Python loop polling ``processEvents`` competes
+        with the worker for the GIL and made propagation 30% slower in our measurements.
+        """
         import time
 
+        from qtpy.QtCore import QEventLoop, QTimer
         from qtpy.QtWidgets import QApplication
 
         end = time.monotonic() + timeout
         while self.busy:
-            if time.monotonic() > end:
-                raise TimeoutError(f"{self.running.name if self.running else 'job'} still running after {timeout} s")
-            QApplication.processEvents()
-            time.sleep(0.002)
+            task = self.running
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{task.name if task else 'job'} still running after {timeout} s")
+            loop = QEventLoop()
+            self._loops.append(loop)
+            QTimer.singleShot(int(left * 1000) + 1, loop.quit)
+            if task is not None and not task.finished:
+                loop.exec()
+            self._loops.remove(loop)
         QApplication.processEvents()

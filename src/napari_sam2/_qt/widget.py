@@ -17,7 +17,7 @@ from ..errors import SAM2Error
 from .model_picker import ModelPicker
 from .segmenter import DIRECTIONS, Segmenter
 from .stack import AXIS_KINDS
-from .tasks import TaskRunner, notify, report_error
+from .tasks import TaskRunner, notify, report_error, set_torch_threads
 
 _KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
 
@@ -57,6 +57,7 @@ class SAM2Widget(Container):
         self.candidate = Label(value="")
 
         self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="both")
+        self.follow = CheckBox(text="show each slice as it is done")
         self.propagate_button = PushButton(text="Propagate")
         self.cancel_button = PushButton(text="Cancel")
         self.commit_button = PushButton(text="Commit")
@@ -73,7 +74,7 @@ class SAM2Widget(Container):
                 self.image, self.video_axis, self.axis_kind, self.model, self.start_button,
                 _row(self.object_id, self.new_object_button), self.negative,
                 _row(self.cycle_button, self.candidate),
-                self.direction, _row(self.propagate_button, self.cancel_button),
+                self.direction, self.follow, _row(self.propagate_button, self.cancel_button),
                 _row(self.commit_button, self.undo_button), _row(self.save_button, self.load_button),
                 self.status,
             ]
@@ -86,6 +87,8 @@ class SAM2Widget(Container):
         self.cycle_button.changed.connect(self.segmenter.cycle_candidate)
         self.propagate_button.changed.connect(lambda: self.segmenter.propagate(self.direction.value))
         self.cancel_button.changed.connect(self.segmenter.cancel)
+        self.follow.changed.connect(lambda v: setattr(self.segmenter, "follow", bool(v)))
+        self.model.threads.changed.connect(self._apply_threads)
         self.commit_button.changed.connect(self.segmenter.commit)
         self.undo_button.changed.connect(self.segmenter.undo_commit)
         self.save_button.changed.connect(self._save_dialog)
@@ -138,7 +141,12 @@ class SAM2Widget(Container):
         self._refresh()
 
     # ------------------------------------------------------------------ actions
+    def _apply_threads(self, *_: Any) -> None:
+        self.runner.threads = int(self.model.threads.value)
+        set_torch_threads(self.runner.threads)
+
     def start(self) -> None:
+        self._apply_threads()
         self.segmenter.start(self.image.value, self.video_axis.value, self.axis_kind.value, self.model.choice())
 
     def new_object(self) -> None:
