@@ -204,3 +204,14 @@ def test_progress_counts_every_frame_written_from_frame_0(tmp_path: Path, direct
     assert [p.done for p in progress] == list(range(progress[0].total + 1))
     labels = np.asarray(read_labels(tmp_path / "o.zarr").data)
     assert labels[frame].any()
+
+
+def test_a_second_batch_on_the_same_client_runs_its_own_tasks(tmp_path: Path) -> None:
+    # dask returns a held result for a reused task key: each run must submit fresh keys
+    distributed = pytest.importorskip("distributed")
+    template = SegmentJob(input=str(tmp_path / "missing.npy"), prompts="p.json", output="", model=ModelSpec("m.pt"))
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        first = list(batch.run_batch(client, [replace(template, output=str(tmp_path / "one.zarr"))]))
+        second = list(batch.run_batch(client, [replace(template, output=str(tmp_path / "two.zarr"))]))
+    assert [o.output for o in first + second] == [str(tmp_path / "one.zarr"), str(tmp_path / "two.zarr")]
+    assert all(o.status == "failed" and "does not exist" in o.error for o in first + second)

@@ -417,8 +417,12 @@ def run_batch(client: Any, jobs: Sequence[SegmentJob]) -> Iterator[StackOutcome]
     outcome with ``model_error`` the caller may stop iterating; closing the generator
     cancels the stacks not yet finished.
     """
+    import uuid
+
     distributed = _import_distributed()
-    futures = {client.submit(run_stack, job, pure=False, key=f"napari-sam2-{i}-{Path(job.input).name}"): job
+    # unique keys: dask would hand back an earlier run's result for a key it still holds
+    run = uuid.uuid4().hex[:8]
+    futures = {client.submit(run_stack, job, pure=False, key=f"napari-sam2-{run}-{i}-{Path(job.input).name}"): job
                for i, job in enumerate(jobs)}  # fmt: skip
     try:
         for future in distributed.as_completed(futures):
