@@ -18,7 +18,7 @@ import json
 import numpy as np
 import torch
 
-from common import REPO, have_reference, load_fixture_tools, machine, median, timeit
+from common import REPO, have_reference, load_fixture_script, machine, median, timeit
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
 
     ref_predictor = None
     if have_reference():
-        tools = load_fixture_tools()
+        tools = load_fixture_script()
         ref_model = tools.make_model(cfg, seed=0)
         state = ref_model.state_dict()
         ref_predictor = tools.make_predictor(ref_model, tools.DEFAULT_SHIM)

@@ -79,12 +79,11 @@ def child_official(store: str) -> dict:
     import torch
     import zarr
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_video import load_video_tools
+    from common import load_fixture_script
 
     from napari_sam2.model import CONFIGS
 
-    tools = load_video_tools()
+    tools = load_fixture_script("make_video_fixtures")
     model = tools.build_video_predictor(CONFIGS["sam2.1_hiera_tiny"], False, seed=0)
     base = _peak_mib()
     frames = zarr.open_array(store, mode="r")

@@ -18,7 +18,6 @@ Results go to benchmarks/results/video_<model>.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -26,19 +25,10 @@ import time
 import numpy as np
 import torch
 
-from common import REPO, have_reference, machine, median
+from common import REPO, have_reference, load_fixture_script, machine, median
 
 sys.path.insert(0, str(REPO / "tests"))
 from parity import mask_iou  # noqa: E402
-
-
-def load_video_tools():
-    path = REPO / "tests" / "fixtures" / "make_video_fixtures.py"
-    spec = importlib.util.spec_from_file_location("_make_video_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_make_video_fixtures"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def lockstep(gens: dict) -> dict:
@@ -81,7 +71,7 @@ def main() -> None:
     from napari_sam2.model import CONFIGS, SAM2
 
     cfg = CONFIGS[args.model]
-    tools = load_video_tools() if have_reference() else None
+    tools = load_fixture_script("make_video_fixtures") if have_reference() else None
     if tools is None:
         sys.exit("this benchmark needs the official sam2 package (see tests/fixtures/README.md)")
     h = w = args.size

@@ -52,15 +52,15 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def load_fixture_tools():
-    """tests/fixtures/make_fixtures.py as a module (official builder from our configs).
+def load_fixture_script(stem: str = "make_fixtures"):
+    """tests/fixtures/<stem>.py as a module (the official builders, from our configs).
 
     Needs the official ``sam2`` package importable (the side venv of tests/fixtures/README.md).
     """
-    path = REPO / "tests" / "fixtures" / "make_fixtures.py"
-    spec = importlib.util.spec_from_file_location("_make_fixtures", path)
+    path = REPO / "tests" / "fixtures" / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(f"_{stem}", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["_make_fixtures"] = module
+    sys.modules[f"_{stem}"] = module
     spec.loader.exec_module(module)
     return module
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-from ..model.sam2 import NO_OBJ_SCORE, SAM2, ImageFeatures
+from ..model.sam2 import NO_OBJ_SCORE, SAM2, ImageFeatures, TrackOutput
 from .features import FeatureCache
 from .frames import FrameSource
 from .holes import fill_holes
@@ -331,11 +331,17 @@ class VideoSession:
         model = self.model
         feats: ImageFeatures = self.features.get(frame)
         with autocast(model.device, self.compute_dtype):
-            return self._track_frame_in_precision(
-                track, feats, frame, is_init, points, mask, reverse, run_memory_encoder, prev_logits
-            )
+            out = self._decode(track, feats, frame, is_init, points, mask, reverse, prev_logits)
+            logits = out.logits.float()
+            if self.fill_hole_area > 0:
+                logits = fill_holes(logits, self.fill_hole_area)
+            record = self.outputs.new(logits, out.obj_ptr.float(), out.object_score.float())
+            if run_memory_encoder:
+                memory, _ = model.encode_memory(feats.embed, out.high_res_logits, out.object_score, points is not None)
+                self.outputs.set_memory(record, memory)
+        return record
 
-    def _track_frame_in_precision(
+    def _decode(
         self,
         track: ObjectTrack,
         feats: ImageFeatures,
@@ -344,9 +350,9 @@ class VideoSession:
         points: PointPrompt | None,
         mask: torch.Tensor | None,
         reverse: bool,
-        run_memory_encoder: bool,
         prev_logits: torch.Tensor | None,
-    ) -> FrameOutput:
+    ) -> TrackOutput:
+        """The SAM heads on one frame: the mask itself, or a decode of the (memory-conditioned) features."""
         model = self.model
         if mask is not None and model.config.use_mask_input_as_output_without_sam:
             out = model.mask_as_output(feats.embed, feats.high_res, mask)
@@ -366,14 +372,7 @@ class VideoSession:
                 prev_logits if mask is None else mask,
                 model.use_multimask(is_init, n_points),
             )
-        logits = out.logits.float()
-        if self.fill_hole_area > 0:
-            logits = fill_holes(logits, self.fill_hole_area)
-        record = self.outputs.new(logits, out.obj_ptr.float(), out.object_score.float())
-        if run_memory_encoder:
-            memory, _ = model.encode_memory(feats.embed, out.high_res_logits, out.object_score, points is not None)
-            self.outputs.set_memory(record, memory)
-        return record
+        return out
 
     def _result(self, frame: int, *, prefer_temp_cond: bool | None) -> FrameResult:
         h, w = self.hw
