@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_sam2._qt.widget import SAM2Widget
 from napari_sam2.data.synthetic import fluorescence_timelapse, nuclei_stack
@@ -62,3 +63,13 @@ def test_worker_path_loads_encodes_propagates_and_cancels(make_napari_viewer, qt
     widget.runner.wait()
     assert all(seg.preview.data[t].any() for t in range(5))
     assert not [m for s, m in notes if s == "error"]
+
+
+def test_propagation_directions_cover_the_stack_once_each_way():
+    from napari_sam2._qt.propagation import propagation_runs
+
+    assert propagation_runs([3, 5], 10, "forward") == [(3, False, 7)]
+    assert propagation_runs([3, 5], 10, "backward") == [(5, True, 6)]
+    assert propagation_runs([3, 5], 10, "both") == [(3, False, 7), (3, True, 4)]
+    with pytest.raises(ValueError, match="direction"):
+        propagation_runs([0], 4, "sideways")

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import Prompt, napari_to_xy
+from ..io import Prompt, napari_to_xy, xy_to_napari
 from ..io._prompt import clip_box
 from .stack import StackSpec
+from .viewer_layers import unique_name
 
 OBJECT, POSITIVE = "object", "positive"
 POINTS_NAME, BOXES_NAME = "SAM2 prompts", "SAM2 boxes"
@@ -65,16 +66,6 @@ def layer_fits(layer: Any, spec: StackSpec) -> str | None:
     return None
 
 
-def _unique_name(viewer: Any, base: str) -> str:
-    names = {layer.name for layer in viewer.layers}
-    if base not in names:
-        return base
-    i = 2
-    while f"{base} [{i}]" in names:
-        i += 1
-    return f"{base} [{i}]"
-
-
 def _adopt_features(layer: Any, with_positive: bool) -> None:
     """Give an adopted layer the feature columns we need, keeping the ones it has."""
     features = layer.features
@@ -116,7 +107,7 @@ def ensure_prompt_layers(viewer: Any, spec: StackSpec, image_layer: Any) -> tupl
             ndim=spec.ndim,
             scale=spec.scale,
             translate=tuple(np.asarray(image_layer.translate)[-spec.ndim :]),
-            name=_unique_name(viewer, f"{base} [{spec.layer_name}]"),
+            name=unique_name(viewer, f"{base} [{spec.layer_name}]"),
         )
         if kind == POINTS_NAME:
             found[kind] = viewer.add_points(
@@ -223,6 +214,37 @@ def prompt_signature(prompt: Prompt | None) -> tuple[Any, ...] | None:
 def is_single_click(prompt: Prompt | None) -> bool:
     """One click and no box: the ambiguous case where SAM 2 offers 3 candidate masks."""
     return prompt is not None and prompt.box is None and prompt.points_xy is not None and len(prompt.points_xy) == 1
+
+
+# --------------------------------------------------------------------------- prompts -> layers
+def add_prompts(points: Any, shapes: Any, prompts: list[Prompt], spec: StackSpec, current_object: int) -> int:
+    """Append prompts (e.g. read from a JSON file) to the layers as points and rectangles.
+
+    Data events are blocked while adding; call the segmenter's ``sync`` afterwards. Returns
+    the number of points and rectangles added.
+    """
+    coords, objs, positive, rects, rect_objs = [], [], [], [], []
+    for p in prompts:
+        if p.points_xy is not None:
+            for rc, lab in zip(xy_to_napari(p.points_xy), p.labels, strict=True):
+                coords.append(spec.full_coords(p.frame, rc))
+                objs.append(p.obj_id)
+                positive.append(bool(lab))
+        if p.box is not None:
+            x0, y0, x1, y1 = (float(v) for v in p.box)
+            corners = xy_to_napari([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+            rects.append(np.array([spec.full_coords(p.frame, rc) for rc in corners]))
+            rect_objs.append(p.obj_id)
+    with points.events.data.blocker(), shapes.events.data.blocker():
+        if coords:
+            features = pd.concat([points.features, pd.DataFrame({OBJECT: objs, POSITIVE: positive})], ignore_index=True)
+            points.data = np.concatenate([np.asarray(points.data).reshape(-1, spec.ndim), coords])
+            points.features = features
+        for rect, obj in zip(rects, rect_objs, strict=True):
+            shapes.feature_defaults = {OBJECT: obj}
+            shapes.add_rectangles(rect)
+        shapes.feature_defaults = {OBJECT: current_object}
+    return len(coords) + len(rects)
 
 
 # --------------------------------------------------------------------------- style

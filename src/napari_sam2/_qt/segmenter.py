@@ -20,30 +20,20 @@ ends. The session is touched from the main thread only, or from the one running 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import Prompt, prompts_to_dict, xy_to_napari
+from ..io import Prompt, prompts_to_dict
 from . import prompt_layers as pl
+from .candidates import Candidates, compute_candidates
 from .commit import CommitRecord, apply_commit, check_label_dtype, plan_commit, undo_commit
 from .model_picker import ModelChoice, load_job
+from .propagation import DIRECTIONS, propagation_job, propagation_runs
 from .stack import StackSpec
 from .tasks import Progress, TaskRunner, notify
-
-DIRECTIONS = ("forward", "backward", "both")
-
-
-@dataclass
-class _Candidates:
-    """The 3 multimask candidates of one single click, best predicted IoU first."""
-
-    signature: tuple[Any, ...]
-    masks: np.ndarray  # (3, H, W) bool
-    scores: np.ndarray  # (3,)
-    index: int = 0  # 0 = SAM 2's own choice (the best candidate), 1 and 2 the others
+from .viewer_layers import PREVIEW_NAME, RESULT_NAME, ensure_labels_layer, show_video_axis, video_dim
 
 
 class Segmenter:
@@ -74,7 +64,7 @@ class Segmenter:
         self.changed_callbacks: list[Callable[[], None]] = []
         self._applied: dict[tuple[int, int], tuple[Any, ...]] = {}
         self._prompts: dict[tuple[int, int], Prompt] = {}
-        self._candidates: dict[tuple[int, int], _Candidates] = {}
+        self._candidates: dict[tuple[int, int], Candidates] = {}
         self.coverage: dict[int, set[int]] = {}
         self.propagated: set[int] = set()
         self._dirty = False
@@ -159,10 +149,10 @@ class Segmenter:
         self.propagated.clear()
         self.last_commit = None
         self._problems.clear()
-        self._show_video_axis()
+        show_video_axis(self.viewer, spec)
         self.points, self.shapes, messages = pl.ensure_prompt_layers(self.viewer, spec, image_layer)
-        self.preview = self._labels_layer("SAM2 preview", spec, image_layer, opacity=0.5, clear=True)
-        self.result = self._labels_layer("SAM2 result", spec, image_layer, opacity=0.7, clear=False)
+        self.preview = ensure_labels_layer(self.viewer, PREVIEW_NAME, spec, image_layer, opacity=0.5, clear=True)
+        self.result = ensure_labels_layer(self.viewer, RESULT_NAME, spec, image_layer, opacity=0.7, clear=False)
         for message in messages:
             notify("warning", message)
         self.points.events.data.connect(self._on_prompt_data)
@@ -178,39 +168,6 @@ class Segmenter:
         self.points.mode = "add"
         self.sync()
         self.prefetch()
-
-    def _labels_layer(self, base: str, spec: StackSpec, image_layer: Any, *, opacity: float, clear: bool) -> Any:
-        name = f"{base} [{spec.layer_name}]"
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if type(layer).__name__ == "Labels" and tuple(layer.data.shape) == spec.shape:
-                if clear:
-                    layer.data = np.zeros(spec.shape, dtype=np.uint32)
-                layer.scale = spec.scale
-                return layer
-            name = pl._unique_name(self.viewer, name)
-        # np.zeros is calloc-backed: untouched slices take no RAM
-        return self.viewer.add_labels(
-            np.zeros(spec.shape, dtype=np.uint32),
-            name=name,
-            scale=spec.scale,
-            translate=tuple(np.asarray(image_layer.translate)[-spec.ndim :]),
-            opacity=opacity,
-        )
-
-    def _show_video_axis(self) -> None:
-        """Make sure the viewer slices along the video axis (it is not one of the displayed axes)."""
-        spec = self.spec
-        if spec is None or spec.video_axis is None:
-            return
-        dims = self.viewer.dims
-        offset = dims.ndim - spec.ndim
-        video = offset + spec.video_axis
-        if video not in dims.displayed or dims.ndisplay != 2:
-            return
-        plane = [offset + a for a in spec.plane_axes]
-        rest = [d for d in dims.order if d not in (video, *plane)]
-        dims.order = (*rest, video, *plane)
 
     def _disconnect(self) -> None:
         for layer in (self.points, self.shapes):
@@ -405,9 +362,7 @@ class Segmenter:
     # ------------------------------------------------------------------ candidates
     def candidate_info(self) -> str:
         cand = self._candidates.get((self.current_frame(), self.current_object))
-        if cand is None:
-            return ""
-        return f"mask {cand.index + 1}/3 (predicted IoU {cand.scores[cand.index]:.2f})"
+        return "" if cand is None else cand.info()
 
     def cycle_candidate(self) -> None:
         """Show the next of the 3 masks SAM 2 proposes for a single click (current slice and object)."""
@@ -425,19 +380,11 @@ class Segmenter:
         cand = self._candidates.get(key)
         sig = pl.prompt_signature(prompt)
         if cand is None or cand.signature != sig:
-            cand = self._compute_candidates(key[0], prompt, sig)
+            features = self.session.features.get(key[0])
+            cand = compute_candidates(self.model, features, self.spec.hw, prompt, sig)
             self._candidates[key] = cand
         cand.index = (cand.index + 1) % len(cand.scores)
         self.render(sorted(self._rebuild(key[1], self._prompts)))
-
-    def _compute_candidates(self, frame: int, prompt: Prompt, sig: tuple[Any, ...]) -> _Candidates:
-        from ..engine.image import ImagePredictor
-
-        predictor = ImagePredictor(self.model)
-        predictor.set_features(self.session.features.get(frame), self.spec.hw)
-        masks, scores, _ = predictor.predict(prompt.points_xy, prompt.labels, multimask_output=True)
-        order = np.argsort(-scores, kind="stable")
-        return _Candidates(signature=sig, masks=masks[order], scores=scores[order])
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, direction: str = "forward") -> None:
@@ -460,23 +407,8 @@ class Segmenter:
         if not session.obj_ids:
             notify("warning", "nothing to propagate: click on an object first (Points layer, add mode)")
             return
-        first = min(f for f, _ in self._prompts)
-        runs = []
-        if direction in ("forward", "both"):
-            runs.append((first, False, spec.n_frames - first))
-        if direction in ("backward", "both"):
-            start = first if direction == "both" else max(f for f, _ in self._prompts)
-            runs.append((start, True, start + 1))
-        total = sum(n for *_, n in runs)
+        runs = propagation_runs([f for f, _ in self._prompts], spec.n_frames, direction)
         objects = set(session.obj_ids)
-
-        def job() -> Generator[Progress, None, int]:
-            done = 0
-            for start, reverse, _ in runs:
-                for result in session.propagate(start=start, reverse=reverse):
-                    done += 1
-                    yield Progress(done, total, (result.frame, result.label_image()))
-            return done
 
         def frame_done(item: Progress) -> None:
             frame, labels = item.payload
@@ -484,7 +416,7 @@ class Segmenter:
             for obj in objects:
                 self.coverage.setdefault(obj, set()).add(frame)
             if self.follow:
-                self.viewer.dims.set_current_step(self.viewer.dims.ndim - spec.ndim + spec.video_axis, frame)
+                self.viewer.dims.set_current_step(video_dim(self.viewer, spec), frame)
             if frame == self.current_frame():
                 self.preview.refresh()
 
@@ -494,7 +426,7 @@ class Segmenter:
 
         self.propagated |= objects
         self._run(
-            f"SAM 2: propagating {direction}", job(), on_yield=frame_done,
+            f"SAM 2: propagating {direction}", propagation_job(session, runs), on_yield=frame_done,
             on_cancel=lambda: notify("info", "propagation cancelled; the slices done so far are kept"),
             on_finally=finished, error_prefix="Propagation",
         )  # fmt: skip
@@ -571,39 +503,6 @@ class Segmenter:
             raise InputError("start a session first, then load prompts into it")
         spec = self.spec
         prompts = read_prompts_json(path, axis=spec.video_axis if spec.video_axis is not None else None, shape=spec.shape)
-        coords, objs, positive, rects, rect_objs = [], [], [], [], []
-        for p in prompts:
-            if p.points_xy is not None:
-                for rc, lab in zip(xy_to_napari(p.points_xy), p.labels, strict=True):
-                    coords.append(self._full(p.frame, rc))
-                    objs.append(p.obj_id)
-                    positive.append(bool(lab))
-            if p.box is not None:
-                x0, y0, x1, y1 = (float(v) for v in p.box)
-                corners = xy_to_napari([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-                rects.append(np.array([self._full(p.frame, rc) for rc in corners]))
-                rect_objs.append(p.obj_id)
-        with self.points.events.data.blocker(), self.shapes.events.data.blocker():
-            if coords:
-                import pandas as pd
-
-                features = pd.concat(
-                    [self.points.features, pd.DataFrame({pl.OBJECT: objs, pl.POSITIVE: positive})], ignore_index=True
-                )
-                self.points.data = np.concatenate([np.asarray(self.points.data).reshape(-1, spec.ndim), coords])
-                self.points.features = features
-            for rect, obj in zip(rects, rect_objs, strict=True):
-                self.shapes.feature_defaults = {pl.OBJECT: obj}
-                self.shapes.add_rectangles(rect)
-            self.shapes.feature_defaults = {pl.OBJECT: self.current_object}
+        added = pl.add_prompts(self.points, self.shapes, prompts, spec, self.current_object)
         self.sync()
-        return len(coords) + len(rects)
-
-    def _full(self, frame: int, rc: np.ndarray) -> np.ndarray:
-        spec = self.spec
-        full = np.zeros(spec.ndim)
-        r, c = spec.plane_axes
-        full[r], full[c] = rc
-        if spec.video_axis is not None:
-            full[spec.video_axis] = frame
-        return full
+        return added

@@ -154,6 +154,15 @@ class StackSpec:
             return np.zeros(len(coords), dtype=int)
         return np.rint(coords[:, self.video_axis]).astype(int)
 
+    def full_coords(self, frame: int, rc: Any) -> np.ndarray:
+        """(ndim,) data coordinates of in-plane (row, col) ``rc`` on ``frame``."""
+        full = np.zeros(self.ndim)
+        r, c = self.plane_axes
+        full[r], full[c] = rc
+        if self.video_axis is not None:
+            full[self.video_axis] = frame
+        return full
+
     def plane_rc(self, coords: np.ndarray) -> np.ndarray:
         """(N, 2) in-plane (row, col) of (N, ndim) data coordinates."""
         return coords[:, list(self.plane_axes)]
