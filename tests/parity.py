@@ -7,7 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_sam2.model.config import HieraConfig, SAM2Config
+
 FIXTURES = Path(__file__).parent / "fixtures"
+
+#: a tiny random-weight config for tests that build their own checkpoints
+SMALL_CONFIG = SAM2Config(
+    name="test_small",
+    image_size=256,
+    d_model=64,
+    mem_dim=32,
+    trunk=HieraConfig(
+        embed_dim=16, num_heads=1, stages=(1, 2, 2, 1), global_att_blocks=(3, 5), window_spec=(8, 4, 4, 2)
+    ),
+    memory_attention_layers=2,
+    memory_attention_ffn_dim=128,
+)
 
 
 def fixture_dirs() -> list[Path]:

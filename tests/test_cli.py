@@ -12,22 +12,12 @@ import tifffile
 import torch
 
 from napari_sam2.__main__ import main
-from napari_sam2.model.config import HieraConfig, SAM2Config
 from napari_sam2.model.sam2 import SAM2
+
+from .parity import SMALL_CONFIG as SMALL
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "coins.png"
 
-SMALL = SAM2Config(
-    name="test_small",
-    image_size=256,
-    d_model=64,
-    mem_dim=32,
-    trunk=HieraConfig(
-        embed_dim=16, num_heads=1, stages=(1, 2, 2, 1), global_att_blocks=(3, 5), window_spec=(8, 4, 4, 2)
-    ),
-    memory_attention_layers=2,
-    memory_attention_ffn_dim=128,
-)
 
 
 def test_offline_without_weights_prints_one_line_and_exits_2(

@@ -14,7 +14,7 @@ import torch
 
 import napari_sam2
 from napari_sam2.errors import CheckpointError, SAM2Error, UnknownModelError, WeightsUnavailableError
-from napari_sam2.model.config import CONFIGS, HieraConfig, SAM2Config
+from napari_sam2.model.config import CONFIGS, SAM2Config
 from napari_sam2.model.sam2 import SAM2
 from napari_sam2.weights import (
     REGISTRY,
@@ -25,17 +25,8 @@ from napari_sam2.weights import (
     resolve_checkpoint,
 )
 
-SMALL = SAM2Config(
-    name="test_small",
-    image_size=256,
-    d_model=64,
-    mem_dim=32,
-    trunk=HieraConfig(
-        embed_dim=16, num_heads=1, stages=(1, 2, 2, 1), global_att_blocks=(3, 5), window_spec=(8, 4, 4, 2)
-    ),
-    memory_attention_layers=2,
-    memory_attention_ffn_dim=128,
-)
+from .parity import SMALL_CONFIG as SMALL
+
 
 # Parameter counts of the official models, measured with the official package (sam2 1.1.0)
 # in the side venv of shared/reference/README.md:
