@@ -386,16 +386,22 @@ class Segmenter:
         cand.index = (cand.index + 1) % len(cand.scores)
         self.render(sorted(self._rebuild(key[1], self._prompts)))
 
+    def _ready_for_job(self) -> bool:
+        """A session is started and no job is running; otherwise tell the user why not."""
+        if not self.active:
+            notify("warning", "start a session first (pick an image and a model, then Start)")
+            return False
+        if self.runner.busy:
+            notify("info", "SAM 2 is busy; wait for the current job or cancel it")
+            return False
+        return True
+
     # ------------------------------------------------------------------ propagation
     def propagate(self, direction: str = "forward") -> None:
         """Track every object through the stack from its first prompted slice (a worker job)."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
-        if not self.active:
-            notify("warning", "start a session first (pick an image and a model, then Start)")
-            return
-        if self.runner.busy:
-            notify("info", "SAM 2 is busy; wait for the current job or cancel it")
+        if not self._ready_for_job():
             return
         if self.spec.n_frames == 1:
             notify("info", "a 2-D image has no other slices to propagate to; Commit the masks directly")
@@ -438,11 +444,7 @@ class Segmenter:
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:
         """Write the session's objects into the result layer (overlap rule in ``commit.py``)."""
-        if not self.active:
-            notify("warning", "start a session first (pick an image and a model, then Start)")
-            return
-        if self.runner.busy:
-            notify("info", "SAM 2 is busy; wait for the current job or cancel it")
+        if not self._ready_for_job():
             return
         coverage = {k: set(v) for k, v in self.coverage.items() if v}
         if not coverage:
