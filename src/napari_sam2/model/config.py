@@ -184,3 +184,18 @@ def _official_configs() -> dict[str, SAM2Config]:
 
 #: The eight official variants, by the stem of their checkpoint file name.
 CONFIGS: dict[str, SAM2Config] = _official_configs()
+
+
+#: Our own small SAM 2 (SAM 2.1 layout), trained on synthetic fluorescence microscopy by
+#: ``napari_sam2.train`` and shipped with the package: 256 x 256 input, a 4-stage Hiera
+#: of width 32, full-width (256) prompt encoder and decoder, 2 memory-attention layers.
+CELLS_CONFIG = SAM2Config(
+    name="napari-sam2-cells",
+    image_size=256,
+    trunk=HieraConfig(
+        embed_dim=32, num_heads=1, stages=(1, 2, 5, 1), global_att_blocks=(5, 7), window_spec=(8, 4, 8, 8)
+    ),
+    decoder_mlp_dim=1024,
+    memory_attention_layers=2,
+    memory_attention_ffn_dim=1024,
+)

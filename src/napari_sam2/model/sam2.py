@@ -69,6 +69,8 @@ class TrackOutput:
         iou: (B, 1) predicted IoU of the chosen mask.
         obj_ptr: (B, C) object pointer.
         object_score: (B, 1) object-present logit.
+        decoded: the decoder's raw outputs for all mask tokens (training computes its
+            losses on every candidate), or None when no decoding produced the masks.
     """
 
     logits: torch.Tensor
@@ -76,6 +78,7 @@ class TrackOutput:
     iou: torch.Tensor
     obj_ptr: torch.Tensor
     object_score: torch.Tensor
+    decoded: DecoderOutput | None = None
 
 
 class SAM2(nn.Module):
@@ -234,7 +237,9 @@ class SAM2(nn.Module):
                 token = tokens[rows, best]
         high = F.interpolate(logits, size=(self.config.image_size,) * 2, mode="bilinear", align_corners=False)
         obj_ptr = self._object_pointer(token, out.object_score)
-        return TrackOutput(logits=logits, high_res_logits=high, iou=iou, obj_ptr=obj_ptr, object_score=out.object_score)
+        return TrackOutput(
+            logits=logits, high_res_logits=high, iou=iou, obj_ptr=obj_ptr, object_score=out.object_score, decoded=out
+        )
 
     def _object_pointer(self, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
         """Project an output token to an object pointer; absent objects get ``no_obj_ptr``."""

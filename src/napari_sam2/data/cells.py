@@ -1,0 +1,463 @@
+"""Randomised synthetic microscopy with ground truth, for training and evaluating SAM 2.
+
+Three generators share one renderer:
+
+* :func:`cells_image` -- one 2-D field of cells or nuclei,
+* :func:`cell_timelapse` -- cells moving in time: drift, deformation, divisions, cells
+  leaving the field and coming back, passing under each other, blinking,
+* :func:`nuclei_zstack` -- ellipsoidal nuclei sampled with anisotropic voxels.
+
+Every call is seeded: the same arguments give the same pixels. The *look* of a sample is
+an :class:`Appearance` (object style, brightness, texture, blur, noise, background); the
+default draws one at random from the families the shipped model is trained on, and a
+caller can fix one (``Appearance.sample(rng, styles=("membrane",))``) to make data of a
+new look, e.g. for fine-tuning experiments.
+
+Object styles:
+``nucleus``   filled, brighter towards the centre, chromatin texture;
+``cell``      a dim cytoplasm with a bright nucleus inside (the label is the whole cell);
+``membrane``  a bright rim and a dark inside (membrane stain);
+``inverted``  dark filled objects on a bright background (absorbing / phase-like).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "STYLES",
+    "TRAINING_STYLES",
+    "Appearance",
+    "SyntheticImage",
+    "cell_timelapse",
+    "cells_image",
+    "nuclei_zstack",
+]
+
+STYLES = ("nucleus", "cell", "membrane", "inverted")
+#: the styles the shipped model is trained on (``membrane`` is kept back as a "new look")
+TRAINING_STYLES = ("nucleus", "cell", "inverted")
+_STYLE_WEIGHT = {"nucleus": 0.45, "cell": 0.3, "membrane": 0.3, "inverted": 0.2}
+
+
+@dataclass(frozen=True)
+class SyntheticImage:
+    """A 2-D image ``(Y, X)`` uint16 and its instance ``labels`` ``(Y, X)`` uint16 (0 = background)."""
+
+    image: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How a synthetic sample looks (all intensities in photon counts)."""
+
+    style: str = "nucleus"
+    brightness: tuple[float, float] = (300.0, 900.0)  # range of per-object brightness
+    background: float = 60.0  # mean background level
+    unevenness: float = 0.5  # strength of the uneven illumination
+    texture: float = 0.15  # multiplicative texture amplitude
+    spots: float = 0.3  # bright spots (nucleoli, vesicles) amplitude
+    blur: float = 1.2  # optical blur sigma, pixels
+    read_noise: float = 6.0  # Gaussian read noise, counts
+    gain: float = 1.0  # photons per count: > 1 means less shot noise
+    irregularity: float = 0.08  # boundary roughness (radial harmonics amplitude)
+
+    @staticmethod
+    def sample(rng: np.random.Generator, styles: tuple[str, ...] = TRAINING_STYLES) -> "Appearance":
+        """A random appearance of one of ``styles``."""
+        bad = sorted(set(styles) - set(STYLES))
+        if bad or not styles:
+            raise ValueError(f"unknown styles {bad}; known: {', '.join(STYLES)}")
+        weights = np.array([_STYLE_WEIGHT[s] for s in styles])
+        style = styles[int(rng.choice(len(styles), p=weights / weights.sum()))]
+        low = float(np.exp(rng.uniform(np.log(40.0), np.log(1500.0))))
+        contrast = float(np.exp(rng.uniform(np.log(1.3), np.log(4.0))))
+        return Appearance(
+            style=style,
+            brightness=(low * 0.6, low * 1.4),
+            background=float(low / contrast),
+            unevenness=float(rng.uniform(0.0, 0.9)),
+            texture=float(rng.uniform(0.03, 0.35)),
+            spots=float(rng.uniform(0.0, 0.6)),
+            blur=float(rng.uniform(0.5, 2.2)),
+            read_noise=float(rng.uniform(0.5, 0.15 * low)),
+            gain=float(np.exp(rng.uniform(np.log(0.3), np.log(8.0)))),
+            irregularity=float(rng.uniform(0.0, 0.18)),
+        )
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass
+class _Blob:
+    """One object's 2-D shape at one instant (a deformed ellipse)."""
+
+    cy: float
+    cx: float
+    ry: float
+    rx: float
+    angle: float
+    harm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # rows: (k, amplitude, phase)
+    brightness: float = 1.0
+    nucleus: tuple[float, float, float] = (0.0, 0.0, 0.5)  # (dy, dx, size) of the inner nucleus
+
+
+def _harmonics(rng: np.random.Generator, amount: float) -> np.ndarray:
+    ks = np.arange(2, 6, dtype=np.float64)
+    amp = amount * rng.uniform(0, 1, size=ks.size) / ks
+    return np.stack([ks, amp, rng.uniform(0, 2 * np.pi, size=ks.size)], axis=1)
+
+
+def _radius2(blob: _Blob, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Normalised squared radius (1 on the boundary) of ``blob`` at the given pixel grids."""
+    dy, dx = yy - blob.cy, xx - blob.cx
+    c, s = np.cos(blob.angle), np.sin(blob.angle)
+    u = (dy * c + dx * s) / blob.ry
+    v = (-dy * s + dx * c) / blob.rx
+    r2 = u * u + v * v
+    if blob.harm.size:
+        theta = np.arctan2(v, u)
+        scale = 1.0 + sum(a * np.cos(k * theta + p) for k, a, p in blob.harm)
+        r2 = r2 / np.maximum(scale, 0.3) ** 2
+    return r2
+
+
+def _render(
+    blobs: list[tuple[int, _Blob]],
+    shape: tuple[int, int],
+    look: Appearance,
+    texture: np.ndarray,
+    spots: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw objects in list order (later ones cover earlier ones): clean float image, labels."""
+    h, w = shape
+    clean = np.zeros(shape, dtype=np.float32)
+    labels = np.zeros(shape, dtype=np.uint16)
+    for label, b in blobs:
+        reach = 1.4 * max(b.ry, b.rx) + 2
+        y0, y1 = max(int(b.cy - reach), 0), min(int(b.cy + reach) + 1, h)
+        x0, x1 = max(int(b.cx - reach), 0), min(int(b.cx + reach) + 1, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        r2 = _radius2(b, yy, xx)
+        inside = r2 <= 1.0
+        if not inside.any():
+            continue
+        tex = texture[y0:y1, x0:x1]
+        spot = spots[y0:y1, x0:x1]
+        if look.style == "membrane":
+            profile = 0.12 + 0.88 * np.exp(-(((1.0 - np.sqrt(r2)) / 0.12) ** 2))
+        elif look.style == "cell":
+            ny, nx, ns = b.nucleus
+            nucleus = _radius2(replace(b, cy=b.cy + ny * b.ry, cx=b.cx + nx * b.rx, ry=ns * b.ry, rx=ns * b.rx), yy, xx)
+            profile = 0.35 * (1.0 - 0.2 * r2) + 0.65 * np.clip(1.2 - nucleus, 0, 1)
+        else:  # nucleus / inverted: filled, brighter in the middle, darker at the rim
+            profile = 1.0 - 0.35 * r2
+        value = b.brightness * profile * tex * (1.0 + spot)
+        region_c = clean[y0:y1, x0:x1]
+        region_l = labels[y0:y1, x0:x1]
+        region_c[inside] = value[inside]
+        region_l[inside] = label
+    return clean, labels
+
+
+def _illumination(rng: np.random.Generator, shape: tuple[int, int], unevenness: float) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gy, gx = rng.uniform(-0.5, 0.5, size=2) * unevenness
+    plane = 1.0 + gy * (yy / h - 0.5) + gx * (xx / w - 0.5)
+    cy, cx = rng.uniform(0.0, 1.0, size=2) * (h, w)
+    blob = np.exp(-(((yy - cy) / (0.7 * h)) ** 2 + ((xx - cx) / (0.7 * w)) ** 2))
+    return np.clip(plane + unevenness * (blob - 0.5), 0.2, None).astype(np.float32)
+
+
+def _texture(rng: np.random.Generator, shape: tuple[int, ...], amount: float) -> np.ndarray:
+    sigma = float(rng.uniform(0.8, 2.5))
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+    noise /= noise.std() + 1e-6
+    return np.clip(1.0 + amount * noise, 0.2, None)
+
+
+def _spots(rng: np.random.Generator, shape: tuple[int, ...], amount: float) -> np.ndarray:
+    if amount <= 0:
+        return np.zeros(shape, dtype=np.float32)
+    size = int(np.prod(shape))
+    field_ = np.zeros(size, dtype=np.float32)
+    n = max(1, size // 400)
+    field_[rng.integers(0, size, n)] = 1.0
+    field_ = ndimage.gaussian_filter(field_.reshape(shape), 1.5)
+    return amount * field_ / (field_.max() + 1e-6)
+
+
+def _camera(
+    rng: np.random.Generator, clean: np.ndarray, look: Appearance, illumination: np.ndarray, foreground: np.ndarray
+) -> np.ndarray:
+    """Background, blur, shot and read noise -> uint16 (works on (Y, X) and (N, Y, X))."""
+    lit = (look.background + clean) * illumination
+    if look.style == "inverted":  # absorbing objects: dark on a bright field
+        top = look.background + look.brightness[1]
+        lit = (top - clean * foreground) * illumination
+    sigma = (0,) * (clean.ndim - 2) + (look.blur, look.blur)
+    blurred = ndimage.gaussian_filter(lit, sigma=sigma)
+    counts = rng.poisson(np.clip(blurred * look.gain, 0, 1e7)).astype(np.float32) / look.gain
+    counts += rng.normal(0.0, look.read_noise, size=counts.shape).astype(np.float32)
+    return np.clip(counts, 0, 65535).astype(np.uint16)
+
+
+def _random_blob(rng: np.random.Generator, cy: float, cx: float, radius: float, look: Appearance) -> _Blob:
+    elong = float(np.exp(rng.normal(0.0, 0.25)))
+    return _Blob(
+        cy=cy,
+        cx=cx,
+        ry=radius * elong,
+        rx=radius / elong,
+        angle=float(rng.uniform(0, np.pi)),
+        harm=_harmonics(rng, look.irregularity),
+        brightness=float(rng.uniform(*look.brightness)),
+        nucleus=(float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.25, 0.25)), float(rng.uniform(0.35, 0.6))),
+    )
+
+
+def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], radius: tuple[float, float], touching: float):
+    """Centres and radii of ``n`` objects; ``touching`` in [0, 1] lets neighbours overlap more."""
+    h, w = shape
+    out: list[tuple[float, float, float]] = []
+    for _ in range(20 * n):
+        if len(out) == n:
+            break
+        r = float(np.exp(rng.uniform(np.log(radius[0]), np.log(radius[1]))))
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ok = all(np.hypot(cy - y, cx - x) > (1.0 - 0.35 * touching) * (r + q) for y, x, q in out)
+        if ok:
+            out.append((cy, cx, r))
+    return out
+
+
+# --------------------------------------------------------------------------- 2-D
+
+
+def cells_image(
+    shape: tuple[int, int] = (256, 256),
+    n_cells: int | None = None,
+    *,
+    seed: int = 0,
+    appearance: Appearance | None = None,
+    styles: tuple[str, ...] = TRAINING_STYLES,
+    radius: tuple[float, float] | None = None,
+) -> SyntheticImage:
+    """One field of cells or nuclei with its instance labels.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image size (Y, X).
+    n_cells : int, optional
+        Number of objects (default: random, 4-30 depending on their size).
+    seed : int
+        Seed of everything random.
+    appearance : Appearance, optional
+        A fixed look; default: ``Appearance.sample(rng, styles)``.
+    radius : (float, float), optional
+        Range of object radii in pixels (default: random, 4-12% of the image side).
+    """
+    if min(shape) < 16:
+        raise ValueError("images must be at least 16 x 16 pixels")
+    rng = np.random.default_rng(seed)
+    look = appearance or Appearance.sample(rng, styles)
+    side = min(shape)
+    if radius is None:
+        r0 = float(rng.uniform(0.035, 0.09)) * side
+        radius = (r0 * 0.7, r0 * 1.4)
+    if n_cells is None:
+        density = rng.uniform(0.15, 0.55)
+        n_cells = int(np.clip(density * shape[0] * shape[1] / (np.pi * np.mean(radius) ** 2), 2, 40))
+    placed = _place(rng, n_cells, shape, radius, touching=float(rng.uniform(0, 1)))
+    blobs = [(i + 1, _random_blob(rng, cy, cx, r, look)) for i, (cy, cx, r) in enumerate(placed)]
+    texture = _texture(rng, shape, look.texture)
+    spots = _spots(rng, shape, look.spots)
+    clean, labels = _render(blobs, shape, look, texture, spots)
+    image = _camera(rng, clean, look, _illumination(rng, shape, look.unevenness), labels > 0)
+    return SyntheticImage(image=image, labels=labels)
+
+
+# --------------------------------------------------------------------------- time
+
+
+def cell_timelapse(
+    n_frames: int = 32,
+    shape: tuple[int, int] = (256, 256),
+    n_cells: int | None = None,
+    *,
+    seed: int = 0,
+    appearance: Appearance | None = None,
+    styles: tuple[str, ...] = TRAINING_STYLES,
+    divisions: bool = True,
+    leave: bool = True,
+    blinking: bool = True,
+    speed: float | None = None,
+):
+    """Cells moving through time with their tracks as labels.
+
+    Each cell drifts with a persistent random velocity, rotates and deforms (its axes and
+    boundary harmonics change smoothly). With ``divisions`` a cell may split: the daughter
+    that keeps the mother's id stays in place, the other gets a new id. With ``leave``
+    some cells head out of the field and come back (bouncing off a margin outside it).
+    Cells are drawn in a fixed depth order, so one passing over another hides it. With
+    ``blinking`` a cell may dim to 20-50% for a few frames.
+
+    Returns a :class:`~napari_sam2.data.synthetic.SyntheticStack` with ``axes = "tyx"``.
+    """
+    from .synthetic import SyntheticStack
+
+    if n_frames < 1 or min(shape) < 16:
+        raise ValueError("need n_frames >= 1 and frames of at least 16 x 16 pixels")
+    rng = np.random.default_rng(seed)
+    look = appearance or Appearance.sample(rng, styles)
+    h, w = shape
+    side = min(shape)
+    r0 = float(rng.uniform(0.045, 0.09)) * side
+    if n_cells is None:
+        n_cells = int(rng.integers(3, 12))
+    placed = _place(rng, n_cells, shape, (0.7 * r0, 1.3 * r0), touching=float(rng.uniform(0, 0.8)))
+    speed = float(rng.uniform(0.003, 0.02)) * side if speed is None else speed * side
+
+    cells: list[dict] = []
+    for cy, cx, r in placed:
+        cells.append(
+            {
+                "id": len(cells) + 1,
+                "blob": _random_blob(rng, cy, cx, r, look),
+                "v": rng.normal(0, speed, size=2),
+                "spin": float(rng.normal(0, 0.04)),
+                "phase": float(rng.uniform(0, 2 * np.pi)),
+                "born": 0,
+                "depth": float(rng.uniform()),
+            }
+        )
+    margin = 0.25 * side if leave else -0.5 * r0
+    texture = _texture(rng, shape, look.texture)
+    spots = _spots(rng, shape, look.spots)
+    illumination = _illumination(rng, shape, look.unevenness)
+    image = np.empty((n_frames, h, w), dtype=np.float32)
+    labels = np.zeros((n_frames, h, w), dtype=np.uint16)
+    fg = np.zeros((n_frames, h, w), dtype=bool)
+    dim: dict[int, int] = {}
+    for t in range(n_frames):
+        drawn = []
+        for c in sorted(cells, key=lambda c: c["depth"]):
+            b: _Blob = c["blob"]
+            breathe = 1.0 + 0.06 * np.sin(c["phase"] + 0.4 * t)
+            shown = replace(b, ry=b.ry * breathe, rx=b.rx / breathe)
+            if dim.get(c["id"], 0) > 0:
+                shown = replace(shown, brightness=shown.brightness * float(rng.uniform(0.2, 0.5)))
+            drawn.append((c["id"], shown))
+        image[t], labels[t] = _render(drawn, shape, look, texture, spots)
+        fg[t] = labels[t] > 0
+        # move and deform for the next frame
+        for c in list(cells):
+            b = c["blob"]
+            c["v"] = 0.85 * c["v"] + rng.normal(0, 0.5 * speed, size=2)
+            b.cy += float(c["v"][0])
+            b.cx += float(c["v"][1])
+            for axis, lo, hi in ((0, -margin, h + margin), (1, -margin, w + margin)):
+                pos = b.cy if axis == 0 else b.cx
+                if pos < lo or pos > hi:
+                    c["v"][axis] = -c["v"][axis]
+            b.cy = float(np.clip(b.cy, -margin, h + margin))
+            b.cx = float(np.clip(b.cx, -margin, w + margin))
+            b.angle += c["spin"]
+            if b.harm.size:
+                b.harm[:, 2] += rng.normal(0, 0.15, size=len(b.harm))
+            if divisions and t - c["born"] > 6 and rng.uniform() < 0.03 and len(cells) < 40:
+                axis = float(rng.uniform(0, np.pi))
+                off = 0.55 * max(b.ry, b.rx)
+                new_r = 0.75
+                dy, dx = off * np.sin(axis), off * np.cos(axis)
+                child = _random_blob(rng, b.cy - dy, b.cx - dx, 0.0 + new_r * np.sqrt(b.ry * b.rx), look)
+                child.brightness = b.brightness
+                b.cy, b.cx = b.cy + dy, b.cx + dx
+                b.ry, b.rx = new_r * b.ry, new_r * b.rx
+                kick = rng.normal(0, speed, size=2)
+                c["v"] = c["v"] + kick
+                c["born"] = t
+                cells.append(
+                    {"id": 1 + max(x["id"] for x in cells), "blob": child, "v": -kick, "spin": c["spin"],
+                     "phase": c["phase"], "born": t, "depth": c["depth"] + 1e-3}
+                )  # fmt: skip
+        if blinking:
+            for c in cells:
+                left = dim.get(c["id"], 0)
+                if left > 0:
+                    dim[c["id"]] = left - 1
+                elif rng.uniform() < 0.02:
+                    dim[c["id"]] = int(rng.integers(1, 4))
+    stack = _camera(rng, image, look, illumination[None], fg)
+    return SyntheticStack(image=stack, labels=labels, scale=(1.0, 0.5, 0.5), axes="tyx")
+
+
+# --------------------------------------------------------------------------- z
+
+
+def nuclei_zstack(
+    n_slices: int = 32,
+    shape: tuple[int, int] = (256, 256),
+    n_nuclei: int | None = None,
+    *,
+    seed: int = 0,
+    appearance: Appearance | None = None,
+    styles: tuple[str, ...] = ("nucleus", "inverted"),
+    anisotropy: float | None = None,
+):
+    """Ellipsoidal nuclei in a z-stack sampled with anisotropic voxels.
+
+    ``anisotropy`` is the z step over the pixel size (default: random in 1-4). Nuclei are
+    randomly oriented, irregular ellipsoids, some touching; out-of-focus light blurs along
+    z. Returns a :class:`~napari_sam2.data.synthetic.SyntheticStack` (``axes = "zyx"``).
+    """
+    from .synthetic import SyntheticStack
+
+    if n_slices < 1 or min(shape) < 16:
+        raise ValueError("need n_slices >= 1 and slices of at least 16 x 16 pixels")
+    rng = np.random.default_rng(seed)
+    look = appearance or Appearance.sample(rng, styles)
+    aniso = float(rng.uniform(1.0, 4.0)) if anisotropy is None else float(anisotropy)
+    h, w = shape
+    side = min(shape)
+    r0 = float(rng.uniform(0.05, 0.1)) * side  # in-plane radius, pixels
+    if n_nuclei is None:
+        n_nuclei = int(rng.integers(8, 30))
+    depth_px = n_slices * aniso
+    nuclei = []
+    for _ in range(n_nuclei):
+        r = r0 * float(np.exp(rng.normal(0, 0.2)))
+        semi = np.array([r * rng.uniform(0.6, 1.1), r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)])
+        center = rng.uniform(0.0, 1.0, size=3) * (depth_px, h, w)
+        center[0] = rng.uniform(0.15, 0.85) * depth_px
+        nuclei.append((center, semi, float(rng.uniform(0, np.pi)), _harmonics(rng, look.irregularity),
+                       float(rng.uniform(*look.brightness))))  # fmt: skip
+    order = rng.permutation(n_nuclei)
+    texture = _texture(rng, (n_slices, h, w), look.texture)
+    spots = _spots(rng, (n_slices, h, w), look.spots)
+    clean = np.zeros((n_slices, h, w), dtype=np.float32)
+    labels = np.zeros((n_slices, h, w), dtype=np.uint16)
+    for z in range(n_slices):
+        zc = (z + 0.5) * aniso
+        drawn = []
+        for k in order:
+            center, semi, angle, harm, bright = nuclei[k]
+            dz = (zc - center[0]) / semi[0]
+            if abs(dz) >= 1.0:
+                continue
+            s = np.sqrt(1.0 - dz * dz)
+            blob = _Blob(center[1], center[2], semi[1] * s, semi[2] * s, angle, harm, bright)
+            drawn.append((int(k) + 1, blob))
+        clean[z], labels[z] = _render(drawn, shape, look, texture[z], spots[z])
+    blurred = ndimage.gaussian_filter(clean, sigma=(0.6 * aniso / 2.0, 0, 0))
+    image = _camera(rng, blurred, look, _illumination(rng, shape, look.unevenness)[None], labels > 0)
+    return SyntheticStack(image=image, labels=labels, scale=(0.5 * aniso, 0.5, 0.5), axes="zyx")

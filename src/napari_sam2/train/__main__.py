@@ -1,0 +1,60 @@
+"""Train the shipped model: ``python -m napari_sam2.train --out runs/cells``.
+
+The model (``CELLS_CONFIG``) starts from random weights (seeded) and learns from fresh
+synthetic images and clips at every step (:mod:`napari_sam2.data.cells`). Re-running the
+same command resumes; ``--minutes`` stops early (resumable) to split a run over sessions.
+The final fp16 weights are written to ``OUT/model.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import torch
+
+from ..model.config import CELLS_CONFIG
+from ..model.sam2 import SAM2
+from .data import synthetic_clip, synthetic_image_batch
+from .loop import TrainSettings, export_model, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainSettings()
+    p = argparse.ArgumentParser(prog="python -m napari_sam2.train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="run directory (resumes if it has last.pt)")
+    p.add_argument("--steps", type=int, default=defaults.steps)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = dataclasses.replace(defaults, steps=args.steps, lr=args.lr, seed=args.seed)
+    torch.manual_seed(settings.seed)
+    model = SAM2(CELLS_CONFIG)
+    size = CELLS_CONFIG.image_size
+    train(
+        model,
+        args.out,
+        settings,
+        image_batches=lambda s: synthetic_image_batch(s, size, settings.images_per_step, settings.objects_per_image),
+        clips=lambda s: synthetic_clip(s, size, settings.clip_length, settings.objects_per_clip),
+        stop_after_minutes=args.minutes,
+    )
+    import json
+    from pathlib import Path
+
+    last = json.loads(Path(args.out, "log.jsonl").read_text().splitlines()[-1])
+    if last["step"] >= settings.steps:
+        path = export_model(model, Path(args.out) / "model.pt", seed=settings.seed, steps=settings.steps)
+        print(f"wrote {path}")
+    else:
+        print(f"stopped at step {last['step']} of {settings.steps}; run the same command again to resume")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Training batches: 2-D images with objects, and short clips with objects to track.
+
+Batches are built from labelled arrays, so synthetic data (:mod:`napari_sam2.data.cells`)
+and a user's own stacks (:mod:`napari_sam2.train.finetune`) feed the same training steps.
+Images go through the engine's preprocessing (percentile window, resize, ImageNet
+normalisation), plus augmentation: flips, 90-degree turns, gamma and contrast changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
+from ..engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, percentile_window, to_unit_rgb
+
+__all__ = ["Clip", "ImageBatch", "clip_from_stack", "image_batch_from", "synthetic_clip", "synthetic_image_batch"]
+
+#: objects smaller than this many pixels (at model size) are not prompted
+MIN_AREA = 24
+
+
+@dataclass
+class ImageBatch:
+    """B images and the objects to segment in them.
+
+    Attributes:
+        images: (B, 3, S, S) normalised model input.
+        owner: (N,) index of each object's image.
+        masks: (N, S, S) bool ground truth at the model input size.
+    """
+
+    images: torch.Tensor
+    owner: np.ndarray
+    masks: np.ndarray
+
+
+@dataclass
+class Clip:
+    """T frames and N objects to track through them, prompted on frame 0.
+
+    Attributes:
+        frames: (T, 3, S, S) normalised model input.
+        masks: (T, N, S, S) bool ground truth (all False where an object is absent).
+    """
+
+    frames: torch.Tensor
+    masks: np.ndarray
+
+
+def _normalise(unit: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(-1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(-1, 3, 1, 1)
+    return (unit - mean) / std
+
+
+def _augment_unit(unit: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Gamma and contrast/offset changes of [0, 1] images (same for all frames of a clip)."""
+    if rng.uniform() < 0.5:
+        unit = unit.clamp(0, 1) ** float(np.exp(rng.uniform(-0.5, 0.5)))
+    if rng.uniform() < 0.3:  # low-contrast 8-bit-like data: no percentile stretch
+        lo = float(rng.uniform(0.0, 0.4))
+        unit = lo + unit * float(rng.uniform(0.2, 1.0 - lo))
+    return unit
+
+
+def _to_model(images: np.ndarray, size: int, rng: np.random.Generator | None, window: np.ndarray | None) -> torch.Tensor:
+    """(N, H, W) stack -> (N, 3, size, size) normalised, one intensity window for all."""
+    unit = torch.stack([to_unit_rgb(im, window) for im in images])
+    if unit.shape[-2:] != (size, size):
+        unit = F.interpolate(unit, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if rng is not None:
+        unit = _augment_unit(unit, rng)
+    return _normalise(unit)
+
+
+def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """(..., H, W) integer labels -> (..., size, size) by nearest neighbour."""
+    h, w = labels.shape[-2:]
+    if (h, w) == (size, size):
+        return labels
+    ys = (np.arange(size) + 0.5) * h / size
+    xs = (np.arange(size) + 0.5) * w / size
+    return labels[..., ys.astype(int)[:, None], xs.astype(int)[None, :]]
+
+
+def _flip_turn(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.integers(4))
+    flip = rng.uniform() < 0.5
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        if flip:
+            a = a[..., ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def _pick(ids: np.ndarray, areas: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    ok = ids[(ids > 0) & (areas >= MIN_AREA)]
+    if ok.size == 0:
+        return ok
+    return rng.choice(ok, size=min(k, ok.size), replace=False)
+
+
+def image_batch_from(
+    pairs: list[tuple[np.ndarray, np.ndarray]], size: int, objects_per_image: int, rng: np.random.Generator
+) -> ImageBatch:
+    """An :class:`ImageBatch` from (image (H, W), labels (H, W)) pairs, augmented."""
+    images, owner, masks = [], [], []
+    for image, labels in pairs:
+        image, labels = _flip_turn([image, labels], rng)
+        small = _resize_labels(labels, size)
+        ids, areas = np.unique(small, return_counts=True)
+        picked = _pick(ids, areas, objects_per_image, rng)
+        if picked.size == 0:
+            continue
+        b = len(images)
+        images.append(_to_model(image[None], size, rng, None)[0])
+        for i in picked:
+            owner.append(b)
+            masks.append(small == i)
+    if not images:
+        raise ValueError("no image in the batch has an object to prompt")
+    return ImageBatch(torch.stack(images), np.asarray(owner), np.stack(masks))
+
+
+def clip_from_stack(
+    image: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    length: int,
+    max_objects: int,
+    rng: np.random.Generator,
+    *,
+    augment: bool = True,
+) -> Clip | None:
+    """A clip of ``length`` consecutive frames of a (T, H, W) stack, forwards or backwards,
+    tracking up to ``max_objects`` objects present on its first frame (None if none is)."""
+    n = image.shape[0]
+    if n < length:
+        return None
+    for _ in range(8):
+        start = int(rng.integers(0, n - length + 1))
+        idx = np.arange(start, start + length)
+        if rng.uniform() < 0.5:
+            idx = idx[::-1]
+        lab = _resize_labels(labels[idx], size)
+        ids, areas = np.unique(lab[0], return_counts=True)
+        picked = _pick(ids, areas, max_objects, rng)
+        if picked.size:
+            break
+    else:
+        return None
+    frames = image[idx]
+    if augment:
+        frames, lab = _flip_turn([frames, lab], rng)
+    window = percentile_window(frames[:: max(1, length // 4)].reshape(-1, frames.shape[-1]))
+    tensor = _to_model(frames, size, rng if augment else None, window)
+    masks = np.stack([lab == i for i in picked], axis=1)  # (T, N, S, S)
+    return Clip(tensor, masks)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+def synthetic_image_batch(
+    seed: int, size: int, images: int, objects_per_image: int, styles: tuple[str, ...] | None = None
+) -> ImageBatch:
+    """A batch of fresh synthetic 2-D images (seeded)."""
+    rng = np.random.default_rng(seed)
+    kw = {} if styles is None else {"styles": styles}
+    pairs = []
+    for i in range(images):
+        s = int(rng.integers(2**31))
+        im = cells_image((size, size), seed=s, **kw)
+        pairs.append((im.image, im.labels))
+    return image_batch_from(pairs, size, objects_per_image, rng)
+
+
+def synthetic_clip(
+    seed: int, size: int, length: int, max_objects: int, styles: tuple[str, ...] | None = None
+) -> Clip:
+    """A fresh synthetic clip: a time-lapse (60%) or a z-stack (40%), seeded."""
+    rng = np.random.default_rng(seed)
+    kw = {} if styles is None else {"styles": styles}
+    for _ in range(20):
+        s = int(rng.integers(2**31))
+        if rng.uniform() < 0.6:
+            stack = cell_timelapse(length, (size, size), seed=s, **kw)
+        else:
+            stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
+        clip = clip_from_stack(stack.image, stack.labels, size, length, max_objects, rng)
+        if clip is not None:
+            return clip
+    raise RuntimeError("could not make a synthetic clip with an object on its first frame")
+
+
+Sampler = Callable[[int], "ImageBatch | Clip"]

@@ -1,0 +1,241 @@
+"""One training step of each SAM 2 stage on our model.
+
+* :func:`image_step` -- several objects per image decoded from one embedding; a first
+  prompt (click, clicks or box), then correction clicks sampled from the error region
+  with the previous logits as mask prompt; multimask loss on the best candidate.
+* :func:`video_step` -- a clip: the objects are prompted on frame 0 (clicks, a box or
+  their mask) and tracked through the clip with the memory, as the engine tracks them
+  (same memory selection, :mod:`napari_sam2.engine.tracking`); sometimes a correction
+  click on a later frame makes it a conditioning frame. Loss on every frame, including
+  whether the object is present.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.tracking import memory_frames, pointer_frames
+from ..model.prompt_encoder import NEGATIVE, POSITIVE
+from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
+from .data import Clip, ImageBatch
+from .losses import segmentation_loss
+from .prompts import correction_click, first_prompt, pad_clicks
+
+__all__ = ["image_step", "video_step"]
+
+_LOGIT_CLAMP = 32.0
+
+
+def _upsample(logits: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _loss_size(model: SAM2) -> int:
+    """Losses are computed on logits upsampled 2x from the decoder's (half the input size)."""
+    return 2 * model.config.low_res_mask_size
+
+
+def _target(masks: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """Boolean masks (..., S, S) -> float targets (..., size, size) by area averaging."""
+    t = torch.from_numpy(np.ascontiguousarray(masks)).float()
+    lead = t.shape[:-2]
+    t = F.adaptive_avg_pool2d(t.reshape(-1, 1, *t.shape[-2:]), size).reshape(*lead, size, size)
+    return t.to(device)
+
+
+def _candidates(decoded, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and IoU predictions a decoding is trained on: 3 candidates or the single mask."""
+    if multimask:
+        return decoded.masks[:, 1:], decoded.iou[:, 1:]
+    return decoded.masks[:, :1], decoded.iou[:, :1]
+
+
+def _tensor_clicks(clicks, device) -> tuple[torch.Tensor, torch.Tensor]:
+    pts, labels = pad_clicks(clicks)
+    return torch.from_numpy(pts).to(device), torch.from_numpy(labels).to(device)
+
+
+def image_step(
+    model: SAM2,
+    batch: ImageBatch,
+    rng: np.random.Generator,
+    *,
+    corrections: int = 2,
+    features: ImageFeatures | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one image batch: first prompt plus ``corrections`` correction rounds.
+
+    ``features`` are the batch's encoder outputs when the encoder is frozen and they were
+    computed once (fine-tuning on cached features); by default the images are encoded.
+    """
+    size = model.config.image_size
+    device = model.device
+    feats = model.encode_image(batch.images.to(device)) if features is None else features
+    owner = torch.from_numpy(batch.owner).to(device)
+    embed = model.image_embedding(feats)[owner]
+    high = tuple(h[owner] for h in feats.high_res)
+    loss_size = _loss_size(model)
+    target = _target(batch.masks[:, None], loss_size, device)
+    clicks = [first_prompt(m, rng) for m in batch.masks]
+    mask_input = None
+    total = torch.zeros((), device=device)
+    log: dict[str, float] = {}
+    for rnd in range(corrections + 1):
+        coords, labels = _tensor_clicks(clicks, device)
+        decoded = model.decode(embed, high, coords, labels, mask_input)
+        # SAM's rule: three candidates for a lone click, the single mask otherwise
+        multi = np.array([len(lab) == 1 and lab[0] == POSITIVE for _, lab in clicks])
+        chosen = torch.empty_like(decoded.masks[:, :1])
+        for flag in (True, False):
+            rows = np.nonzero(multi == flag)[0]
+            if rows.size == 0:
+                continue
+            r = torch.from_numpy(rows).to(device)
+            sub = type(decoded)(decoded.masks[r], decoded.iou[r], decoded.tokens[r], decoded.object_score[r])
+            logits, iou = _candidates(sub, flag)
+            loss, parts, _ = segmentation_loss(_upsample(logits, loss_size), iou, sub.object_score, target[r])
+            total = total + loss * (rows.size / len(clicks)) / (corrections + 1)
+            for k, v in parts.items():
+                log[k] = log.get(k, 0.0) + v * rows.size / len(clicks) / (corrections + 1)
+            best = iou.argmax(dim=1)
+            chosen[r] = logits[torch.arange(rows.size, device=device), best][:, None]
+        if rnd == 0:
+            with torch.no_grad():
+                pred = _upsample(chosen, loss_size) > 0
+                tgt = target > 0.5
+                inter = (pred & tgt).flatten(1).sum(1).float()
+                union = (pred | tgt).flatten(1).sum(1).clamp(min=1).float()
+                log["iou_first"] = float((inter / union).mean())
+        if rnd == corrections:
+            break
+        pred_np = (_upsample(chosen.detach(), size) > 0)[:, 0].cpu().numpy()
+        new_clicks = []
+        for (pts, lab), p, g in zip(clicks, pred_np, batch.masks):
+            (x, y), label = correction_click(p, g, rng)
+            new_clicks.append((np.concatenate([pts, [[x, y]]]).astype(np.float32), np.append(lab, label)))
+        clicks = new_clicks
+        mask_input = chosen.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
+    log["objects"] = float(len(clicks))
+    return total, log
+
+
+class _Bank:
+    """The memories of a batch of objects tracked together through a clip."""
+
+    def __init__(self) -> None:
+        self.cond: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # frame -> (memory, obj_ptr)
+        self.non_cond: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cond[t] if t in self.cond else self.non_cond[t]
+
+
+def _condition(model: SAM2, bank: _Bank, frame: int, feats: ImageFeatures, n: int, num_frames: int) -> torch.Tensor:
+    """Memory-conditioned features (N, C, E, E) of ``frame`` (engine's memory selection)."""
+    cfg = model.config
+    device = feats.embed.device
+    e = feats.embed.shape[-1]
+    grid = model.memory_encoder.position_encoding.grid(e, e, device).flatten(1).T  # (EE, mem_dim)
+    keys = SimpleNamespace(cond=bank.cond, non_cond=bank.non_cond)
+    mems, poss = [], []
+    for t_pos, t in memory_frames(keys, frame, cfg.num_maskmem, False):
+        mem = bank.get(t)[0]  # (N, mem_dim, E, E)
+        mems.append(mem.flatten(2).transpose(1, 2))
+        poss.append((grid + model.memory_tpos(t_pos)).expand(n, -1, -1))
+    n_ptr = 0
+    max_ptrs = min(num_frames, cfg.max_obj_ptrs_in_encoder)
+    sel = pointer_frames(keys, frame, num_frames, max_ptrs, False, signed=cfg.use_signed_tpos_enc_to_obj_ptrs)
+    if cfg.use_obj_ptrs_in_encoder and sel:
+        rel = torch.tensor([p for p, _ in sel], device=device)
+        ptrs = torch.stack([bank.get(t)[1] for _, t in sel])  # (P, N, C)
+        ptr_pos = model.pointer_tpos(rel, max_ptrs)[:, None].expand(-1, n, -1)  # (P, N, mem_dim)
+        if cfg.mem_dim < cfg.d_model:
+            k = cfg.d_model // cfg.mem_dim
+            ptrs = model.split_pointers(ptrs)
+            ptr_pos = ptr_pos.repeat_interleave(k, dim=0)
+        mems.append(ptrs.transpose(0, 1))
+        poss.append(ptr_pos.transpose(0, 1))
+        n_ptr = ptrs.shape[0]
+    memory = torch.cat(mems, dim=1)
+    memory_pos = torch.cat(poss, dim=1)
+    return model.attend_memory(feats.expand(n), memory, memory_pos, n_ptr)
+
+
+def video_step(
+    model: SAM2, clip: Clip, rng: np.random.Generator, *, p_mask_prompt: float = 0.15, p_correction: float = 0.4,
+    virtual_length: int = 32,
+    features: ImageFeatures | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one clip tracked from prompts on its first frame (``features``: as in
+    :func:`image_step`, the clip's frames already encoded)."""
+    cfg = model.config
+    size = cfg.image_size
+    device = model.device
+    t_len, n = clip.masks.shape[:2]
+    feats_all = model.encode_image(clip.frames.to(device)) if features is None else features
+    loss_size = _loss_size(model)
+    target = _target(clip.masks[:, :, None], loss_size, device)  # (T, N, 1, L, L)
+    bank = _Bank()
+    total = torch.zeros((), device=device)
+    log = {"mask": 0.0, "iou": 0.0, "obj": 0.0}
+    ious = []
+    correct_at = int(rng.integers(1, t_len)) if (t_len > 1 and rng.uniform() < p_correction) else -1
+    # one prompt kind per clip, so all objects share SAM's multimask rule
+    kind = rng.choice(["click", "box", "mask"], p=[0.6 - p_mask_prompt / 2, 0.4 - p_mask_prompt / 2, p_mask_prompt])
+
+    def loss_of(out: TrackOutput, multimask: bool, t: int) -> None:
+        nonlocal total
+        logits, iou = _candidates(out.decoded, multimask)
+        loss, parts, best_iou = segmentation_loss(_upsample(logits, loss_size), iou, out.object_score, target[t])
+        total = total + loss / t_len
+        for k, v in parts.items():
+            log[k] += v / t_len
+        ious.append(float(best_iou.mean()))
+
+    for t in range(t_len):
+        f = feats_all.select(t)
+        fe = f.expand(n)
+        if t == 0:
+            pix = model.no_memory_features(fe)
+            if kind == "mask":
+                mask0 = torch.from_numpy(clip.masks[0][:, None]).to(device).float()
+                out = model.mask_as_output(fe.embed, fe.high_res, mask0)
+            else:
+                clicks = [
+                    first_prompt(m, rng, p_box=1.0 if kind == "box" else 0.0, p_multi=0.0) for m in clip.masks[0]
+                ]
+                coords, labels = _tensor_clicks(clicks, device)
+                multimask = model.use_multimask(True, coords.shape[1])
+                out = model.track_heads(pix, fe.high_res, coords, labels, None, multimask)
+                loss_of(out, multimask, 0)
+            is_cond = True
+        else:
+            pix = _condition(model, bank, t, f, n, max(virtual_length, t_len))
+            multimask = model.use_multimask(False, 0)
+            out = model.track_heads(pix, fe.high_res, None, None, None, multimask)
+            loss_of(out, multimask, t)
+            is_cond = False
+            if t == correct_at:
+                pred = (out.high_res_logits.detach()[:, 0] > 0).cpu().numpy()
+                clicks = []
+                for p, g in zip(pred, clip.masks[t]):
+                    if g.any():
+                        (x, y), label = correction_click(p, g, rng)
+                    else:  # the object is gone: a negative click on whatever is predicted
+                        (x, y), label = (correction_click(p, g, rng) if p.any() else ((size / 2, size / 2), NEGATIVE))
+                    clicks.append((np.array([[x, y]], dtype=np.float32), np.array([label])))
+                coords, labels = _tensor_clicks(clicks, device)
+                prev = out.logits.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
+                multimask = model.use_multimask(False, 1)
+                out = model.track_heads(pix, fe.high_res, coords, labels, prev, multimask)
+                loss_of(out, multimask, t)
+                is_cond = True
+        mem, _ = model.encode_memory(fe.embed, out.high_res_logits, out.object_score, is_mask_from_pts=is_cond)
+        (bank.cond if is_cond else bank.non_cond)[t] = (mem, out.obj_ptr)
+    log["iou_track"] = float(np.mean(ious)) if ious else 0.0
+    log["objects"] = float(n)
+    return total, log
