@@ -33,9 +33,14 @@ if TYPE_CHECKING:
     from .model.sam2 import SAM2
 
 __all__ = [
+    "BUNDLED",
     "DEFAULT_MODEL",
     "REGISTRY",
+    "bundled_path",
     "canonical_name",
+    "default_model",
+    "official_cached",
+    "read_checkpoint",
     "check_state_dict",
     "infer_config",
     "load_model",
@@ -55,8 +60,15 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "sam2_hiera_large": ("facebook/sam2-hiera-large", "sam2_hiera_large.pt"),
 }
 
-#: The model ``load_model()`` loads when given no name.
+#: The official model ``load_model()`` loads when given no name, if its weights are cached.
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+#: Models shipped inside the package (name -> file in ``napari_sam2/data``): ours, trained
+#: on synthetic fluorescence microscopy by ``python -m napari_sam2.train`` (docs/model.md).
+BUNDLED: dict[str, str] = {"napari-sam2-cells": "napari-sam2-cells.pt"}
+#: The bundled model used when no model is named and no official weights are cached.
+BUNDLED_DEFAULT = "napari-sam2-cells"
+_BUNDLED_ALIASES = {"cells": "napari-sam2-cells", "napari_sam2_cells": "napari-sam2-cells"}
 
 # A tensor every SAM 2 checkpoint has; its absence means "not SAM 2".
 _PATCH_EMBED = "image_encoder.trunk.patch_embed.proj.weight"
@@ -96,6 +108,43 @@ def canonical_name(name: str) -> str | None:
     return candidate if candidate in REGISTRY else None
 
 
+def bundled_path(name: str) -> Path | None:
+    """The file of a bundled model (by name or alias), or None if ``name`` is not one."""
+    key = name.strip().lower().removesuffix(".pt")
+    key = _BUNDLED_ALIASES.get(key, key)
+    if key not in BUNDLED:
+        return None
+    return Path(__file__).parent / "data" / BUNDLED[key]
+
+
+def official_cached(name: str) -> Path | None:
+    """The cached file of an official model, without any network access (None if absent)."""
+    canonical = canonical_name(name)
+    if canonical is None:
+        return None
+    try:
+        import huggingface_hub
+    except ImportError:
+        return None
+    repo_id, filename = REGISTRY[canonical]
+    with _quiet_hub():
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
+        except Exception:
+            return None
+
+
+def default_model() -> str:
+    """The model used when none is named: the official :data:`DEFAULT_MODEL` when its
+    weights are cached, else the bundled model (else the official one, to download)."""
+    if official_cached(DEFAULT_MODEL) is not None:
+        return DEFAULT_MODEL
+    bundled = bundled_path(BUNDLED_DEFAULT)
+    if bundled is not None and bundled.is_file():
+        return BUNDLED_DEFAULT
+    return DEFAULT_MODEL
+
+
 def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     if not isinstance(value, str):
         return True
@@ -123,14 +172,22 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
         return path
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
+    bundled = bundled_path(name_or_path) if isinstance(name_or_path, str) else None
+    if bundled is not None:
+        if not bundled.is_file():
+            raise WeightsUnavailableError(
+                f"the bundled model {str(name_or_path)!r} is missing from this installation ({bundled}); "
+                "reinstall napari-sam2 or train it: python -m napari_sam2.train --out DIR"
+            )
+        return bundled
     name = canonical_name(name_or_path) if isinstance(name_or_path, str) else None
     if name is not None:
         return _download(name)
     if _looks_like_path(name_or_path):
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
     raise UnknownModelError(
-        f"unknown model {str(name_or_path)!r}: not a file and not an official SAM 2 model; "
-        f"known names: {', '.join(REGISTRY)}"
+        f"unknown model {str(name_or_path)!r}: not a file and not a known SAM 2 model; "
+        f"known names: {', '.join([*BUNDLED, *REGISTRY])}"
     )
 
 
@@ -227,6 +284,16 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
     Accepts the official format ``{"model": state_dict}`` and a bare state dict. Only
     tensors are unpickled (``weights_only=True``).
+    See :func:`read_checkpoint` for the config some checkpoints carry.
+    """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], SAM2Config | None]:
+    """Read a SAM 2 checkpoint: its state dict and, if it carries one, its config.
+
+    Our own checkpoints (the bundled model, fine-tuned ones: ``napari_sam2.train``) are
+    ``{"model": state_dict, "config": SAM2Config JSON, ...}``; official ones have no config.
 
     Raises
     ------
@@ -243,6 +310,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         obj = _read_safetensors(path)
     else:
         obj = _torch_load(path)
+    config = None
+    if isinstance(obj, Mapping) and isinstance(obj.get("config"), str):
+        try:
+            config = SAM2Config.from_json(obj["config"])
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} carries an invalid config ({_first_line(exc)})") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]  # the official format
     if not isinstance(obj, Mapping):
@@ -267,7 +340,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"checkpoint {str(path)!r} is not a SAM 2 checkpoint: it has no {_PATCH_EMBED} "
             f"(its first keys: {first})"
         )
-    return dict(obj)
+    return dict(obj), config
 
 
 # --------------------------------------------------------------------------- variants
@@ -462,8 +535,9 @@ def load_model(
     name_or_path
         A checkpoint file (official ``{"model": state_dict}`` ``.pt``, a bare state dict,
         or ``.safetensors``), or an official model name such as ``"sam2.1_hiera_tiny"``
-        (downloaded and cached through huggingface_hub). ``None`` loads
-        :data:`DEFAULT_MODEL`.
+        (downloaded and cached through huggingface_hub), or a bundled model's name
+        (``"napari-sam2-cells"``). ``None`` loads :func:`default_model`: the official
+        :data:`DEFAULT_MODEL` if its weights are cached, else the bundled model.
     device
         Where the model lives: ``"cpu"``, ``"cuda"``, ``"mps"``, a ``torch.device``, or
         ``"auto"`` (cuda, then mps, then cpu).
@@ -487,9 +561,12 @@ def load_model(
     """
     from .model.sam2 import SAM2
 
-    path = resolve_checkpoint(DEFAULT_MODEL if name_or_path is None else name_or_path)
-    state_dict = read_state_dict(path)
-    cfg = infer_config(state_dict, source=path) if config is None else _coerce_config(config)
+    path = resolve_checkpoint(default_model() if name_or_path is None else name_or_path)
+    state_dict, own_config = read_checkpoint(path)
+    if config is not None:
+        cfg = _coerce_config(config)
+    else:
+        cfg = own_config or infer_config(state_dict, source=path)
     target_dtype = _pick_dtype(dtype)
     model = SAM2(cfg)
     check_state_dict(model, state_dict, source=path)
