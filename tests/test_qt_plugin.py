@@ -17,12 +17,12 @@ def test_dock_widget_and_sample_data_come_from_the_manifest(make_napari_viewer):
     assert isinstance(widget, SAM2Widget)
     viewer.open_sample("napari-sam2", "zstack")
     image, truth = viewer.layers
-    assert image.data.shape == (24, 128, 128) and image.data.dtype == np.uint16
+    assert image.data.shape == (32, 256, 256) and image.data.dtype == np.uint16
     assert tuple(image.scale) == (1.5, 0.5, 0.5) and tuple(truth.scale) == (1.5, 0.5, 0.5)
-    assert not truth.visible and truth.data.max() == 8
+    assert not truth.visible and truth.data.max() == 14
     assert widget.image.value is image and widget.axis_kind.value == "z"  # from the sample's metadata
     viewer.open_sample("napari-sam2", "timelapse")
-    assert viewer.layers[-2].data.shape == (16, 128, 160)
+    assert viewer.layers[-2].data.shape == (30, 256, 256)
 
 
 def test_synthetic_generators_are_seeded_and_labelled():

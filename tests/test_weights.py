@@ -16,11 +16,14 @@ import napari_sam2
 from napari_sam2.errors import CheckpointError, SAM2Error, UnknownModelError, WeightsUnavailableError
 from napari_sam2.model.config import CONFIGS, SAM2Config
 from napari_sam2.model.sam2 import SAM2
+from napari_sam2 import weights
+from napari_sam2.train import export_model
 from napari_sam2.weights import (
     REGISTRY,
     canonical_name,
     infer_config,
     load_model,
+    read_checkpoint,
     read_state_dict,
     resolve_checkpoint,
 )
@@ -185,15 +188,69 @@ def test_unknown_name_lists_the_known_names() -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_default_model_is_sam2_1_tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
     def offline(*args: object, **kwargs: object) -> str:
         raise OSError("offline")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+
+
+def test_default_model_without_a_bundled_model_asks_for_sam2_1_tiny(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _offline_hub(monkeypatch)
+    monkeypatch.setattr(weights, "bundled_path", lambda name: tmp_path / "not-installed.pt")
+    assert weights.default_model() == "sam2.1_hiera_tiny"
     with pytest.raises(WeightsUnavailableError, match="sam2.1_hiera_tiny"):
         load_model()
+
+
+def test_default_model_is_the_cached_official_tiny(monkeypatch: pytest.MonkeyPatch, small_checkpoint: Path) -> None:
+    monkeypatch.setattr(weights, "official_cached", lambda name: small_checkpoint)
+    assert weights.default_model() == "sam2.1_hiera_tiny"
+
+
+def test_default_model_offline_is_the_bundled_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _offline_hub(monkeypatch)
+    torch.manual_seed(1)
+    bundled = export_model(SAM2(SMALL), tmp_path / "bundled.pt")
+    monkeypatch.setattr(weights, "bundled_path", lambda name: bundled if "cells" in name else None)
+    assert weights.default_model() == "napari-sam2-cells"
+    model = load_model()
+    assert model.config == SMALL  # the config the checkpoint carries
+    assert resolve_checkpoint("cells") == bundled  # alias
+
+
+def test_bundled_name_points_into_the_package() -> None:
+    path = weights.bundled_path("napari-sam2-cells")
+    assert path == Path(napari_sam2.__file__).parent / "data" / "napari-sam2-cells.pt"
+    assert weights.bundled_path("sam2.1_hiera_tiny") is None
+
+
+def test_missing_bundled_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(weights, "bundled_path", lambda name: tmp_path / "gone.pt")
+    with pytest.raises(WeightsUnavailableError, match="bundled model 'napari-sam2-cells' is missing"):
+        load_model("napari-sam2-cells")
+
+
+def test_checkpoint_carrying_its_config_needs_no_config(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    source = SAM2(SMALL)
+    path = export_model(source, tmp_path / "own.pt", dtype=torch.float16, note="test")
+    model = load_model(path)
+    assert model.config == SMALL and model.dtype == torch.float32
+    half = source.state_dict()["sam_mask_decoder.iou_token.weight"].half().float()
+    assert torch.equal(model.state_dict()["sam_mask_decoder.iou_token.weight"], half)
+    state, config = read_checkpoint(path)
+    assert config == SMALL and state.keys() == source.state_dict().keys()
+
+
+def test_checkpoint_with_an_invalid_config_is_reported(tmp_path: Path, small_state_dict: dict) -> None:
+    path = save(tmp_path, {"model": small_state_dict, "config": '{"no_such_field": 1}'})
+    with pytest.raises(CheckpointError, match="carries an invalid config"):
+        load_model(path)
 
 
 # ------------------------------------------------------------------ loading

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data.synthetic import SyntheticStack, fluorescence_timelapse, nuclei_stack
+from .data.synthetic import Appearance, SyntheticStack, cell_timelapse, nuclei_zstack
+
+#: the samples' fixed look: fluorescent nuclei, the shipped model's home ground
+_LOOK = Appearance(style="nucleus", brightness=(350.0, 900.0), background=60.0, texture=0.15, blur=1.2)
 
 
 def _layers(stack: SyntheticStack, name: str) -> list[tuple[Any, dict[str, Any], str]]:
@@ -21,10 +24,11 @@ def _layers(stack: SyntheticStack, name: str) -> list[tuple[Any, dict[str, Any],
 
 
 def timelapse() -> list[tuple[Any, dict[str, Any], str]]:
-    """Fluorescent cells drifting over 16 time points (T, Y, X) uint16."""
-    return _layers(fluorescence_timelapse(n_frames=16, shape=(128, 160), n_cells=6, seed=0), "cells time-lapse")
+    """Fluorescent cells moving, deforming and dividing over 30 time points, (T, Y, X) uint16."""
+    stack = cell_timelapse(30, (256, 256), n_cells=7, seed=3, appearance=_LOOK, speed=0.008)
+    return _layers(stack, "cells time-lapse")
 
 
 def zstack() -> list[tuple[Any, dict[str, Any], str]]:
-    """Nuclei in a 24-slice anisotropic z-stack (Z, Y, X) uint16, z step 1.5 µm, pixels 0.5 µm."""
-    return _layers(nuclei_stack(n_slices=24, shape=(128, 128), n_nuclei=8, seed=0), "nuclei z-stack")
+    """Nuclei in a 32-slice anisotropic z-stack (Z, Y, X) uint16, z step 1.5 µm, pixels 0.5 µm."""
+    return _layers(nuclei_zstack(32, (256, 256), n_nuclei=14, seed=1, appearance=_LOOK, anisotropy=3.0), "nuclei z-stack")

@@ -64,12 +64,13 @@ class ModelPicker(Container):
     """Model name or checkpoint file (+ config JSON), the device and the CPU thread count."""
 
     def __init__(self) -> None:
-        from ..weights import DEFAULT_MODEL, REGISTRY
+        from ..weights import BUNDLED, REGISTRY, default_model
 
-        self.model = ComboBox(label="model", choices=[*REGISTRY, FROM_FILE], value=DEFAULT_MODEL)
+        self.model = ComboBox(label="model", choices=[*BUNDLED, *REGISTRY, FROM_FILE], value=default_model())
         self.model.tooltip = (
-            "An official SAM 2 model (downloaded once from the Hugging Face Hub, then cached), "
-            "or a checkpoint file of your own"
+            "napari-sam2-cells: our small model, shipped with the plugin, for fluorescence-like cells "
+            "and nuclei (works offline); an official SAM 2 model (downloaded once from the Hugging Face "
+            "Hub, then cached) for everything else; or a checkpoint file of your own (e.g. fine-tuned)"
         )
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt *.pth *.ckpt *.bin *.safetensors")
         self.config = FileEdit(label="config (optional)", mode="r", filter="*.json")

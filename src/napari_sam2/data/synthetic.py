@@ -1,11 +1,16 @@
-"""Seeded synthetic fluorescence microscopy with ground truth: cells in time, nuclei in z.
+"""Seeded synthetic fluorescence microscopy with ground truth: images, time-lapses, z-stacks.
 
-Small and fast (numpy + scipy only), so the plugin's sample data, the tests and the
-benchmarks can make a stack in well under a second. Issue 7 grows these generators
-(divisions, occlusion, blinking, touching cells, ...) for training; the sample data keeps
-using them.
+Small and fast (numpy + scipy only). Two families live here:
 
-Every function takes a ``seed`` and returns the same stack for the same arguments.
+* the randomised generators the shipped model is trained and evaluated on (defined in
+  :mod:`napari_sam2.data.cells`, re-exported here): :func:`cells_image`,
+  :func:`cell_timelapse` (drift, deformation, divisions, cells leaving and re-entering,
+  occlusion, blinking) and :func:`nuclei_zstack` (anisotropic ellipsoids), each with a
+  random or fixed :class:`Appearance`; the plugin's sample data uses them;
+* :func:`fluorescence_timelapse` and :func:`nuclei_stack`: simpler fixed-look stacks the
+  tests and benchmarks use.
+
+Every function takes a ``seed`` and returns the same data for the same arguments.
 """
 
 from __future__ import annotations
@@ -15,7 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SyntheticStack", "fluorescence_timelapse", "nuclei_stack"]
+__all__ = [
+    "STYLES",
+    "TRAINING_STYLES",
+    "Appearance",
+    "SyntheticImage",
+    "SyntheticStack",
+    "cell_timelapse",
+    "cells_image",
+    "fluorescence_timelapse",
+    "nuclei_stack",
+    "nuclei_zstack",
+]
 
 
 @dataclass(frozen=True)
@@ -210,3 +226,6 @@ def nuclei_stack(
         scale=(float(z_step), float(pixel_size), float(pixel_size)),
         axes="zyx",
     )
+
+
+from .cells import STYLES, TRAINING_STYLES, Appearance, SyntheticImage, cell_timelapse, cells_image, nuclei_zstack  # noqa: E402
