@@ -1,0 +1,173 @@
+"""The evaluation metrics: click rule, IoU rule, correction rule, classical baseline, and
+the model evaluations run end to end on a tiny random-weight model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from napari_sam2.model import SAM2
+from napari_sam2.train.evaluate import (
+    _largest_objects,
+    baseline_clicks,
+    click_point,
+    correction_click,
+    evaluate_clicks,
+    evaluate_tracking,
+    mask_iou,
+)
+
+from .parity import SMALL_CONFIG
+
+
+def _disk(shape: tuple[int, int], cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _disks_image(shape=(128, 128), centres=((30, 30), (30, 95), (95, 40), (90, 100)), r=13.0, seed=0):
+    """Separated bright disks on a dark, noisy background, and their labels."""
+    labels = np.zeros(shape, dtype=np.uint16)
+    for k, (cy, cx) in enumerate(centres, start=1):
+        labels[_disk(shape, cy, cx, r)] = k
+    rng = np.random.default_rng(seed)
+    clean = ndimage.gaussian_filter(np.where(labels > 0, 1000.0, 100.0), 1.0)
+    image = np.clip(clean + rng.normal(0, 15, shape), 0, None).astype(np.uint16)
+    return image, labels
+
+
+# ---------------------------------------------------------------- click and IoU rules
+def test_click_point_is_the_centre_of_the_deepest_pixel():
+    mask = _disk((64, 64), 20, 37, 9)
+    x, y = click_point(mask)
+    assert (x, y) == (37.5, 20.5)
+    row, col = int(y), int(x)
+    assert mask[row, col]
+    dist = ndimage.distance_transform_edt(mask)
+    assert dist[row, col] == dist.max()
+
+
+def test_click_point_picks_the_larger_part_and_treats_the_border_as_outside():
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[5:10, 5:10] = True  # small square
+    mask[20:35, 30:45] = True  # larger square, its centre (27, 37)
+    assert click_point(mask) == (37.5, 27.5)
+    edge = np.zeros((20, 20), dtype=bool)
+    edge[:, :7] = True  # touches the left border: the deepest column is 3, not 6
+    assert click_point(edge)[0] == 3.5
+    with pytest.raises(ValueError):
+        click_point(np.zeros((5, 5), dtype=bool))
+
+
+def test_mask_iou_counts_absent_objects_by_whether_anything_was_predicted():
+    empty = np.zeros((8, 8), dtype=bool)
+    some = empty.copy()
+    some[2:4, 2:4] = True
+    assert mask_iou(empty, empty) == 1.0  # absent and predicted empty
+    assert mask_iou(some, empty) == 0.0  # absent but predicted
+    assert mask_iou(empty, some) == 0.0  # present but missed
+    half = empty.copy()
+    half[2:4, 2:6] = True
+    assert mask_iou(some, half) == pytest.approx(0.5)
+
+
+def test_correction_click_goes_to_the_larger_error():
+    gt = np.zeros((40, 40), dtype=bool)
+    gt[10:30, 10:30] = True
+    under = gt.copy()
+    under[10:30, 20:30] = False  # right half missed
+    (x, y), label = correction_click(under, gt)
+    assert label == 1 and gt[int(y), int(x)] and not under[int(y), int(x)]
+    over = gt.copy()
+    over[10:30, 30:38] = True  # spilled to the right, nothing missed
+    (x, y), label = correction_click(over, gt)
+    assert label == 0 and over[int(y), int(x)] and not gt[int(y), int(x)]
+    with pytest.raises(ValueError):
+        correction_click(gt, gt)
+
+
+def test_largest_objects_by_volume_skip_objects_too_small_on_every_slice():
+    labels = np.zeros((5, 32, 32), dtype=np.uint16)
+    labels[:, :4, :4] = 1  # 16 px on 5 slices: volume 80, too small on each
+    labels[:2, 10:20, 10:20] = 2  # volume 200
+    labels[:, 22:30, 22:30] = 3  # volume 320
+    assert _largest_objects(labels, 3, min_area=64) == [3, 2]
+    assert _largest_objects(labels, 1, min_area=64) == [3]
+
+
+# ---------------------------------------------------------------- classical baseline
+@pytest.mark.parametrize("inverted", [False, True])
+def test_baseline_segments_separated_disks_under_each_click(inverted):
+    image, labels = _disks_image()
+    if inverted:
+        image = (image.max() - image + 100).astype(np.uint16)  # dark disks on a bright background
+    r = baseline_clicks([image], [labels])
+    assert r["count"] == 4 and r["objects"] == [[0, 1], [0, 2], [0, 3], [0, 4]]
+    assert min(r["iou"]) > 0.9
+    assert r["mean_iou"] == pytest.approx(np.mean(r["iou"]))
+    assert r["share_085"] == 1.0
+
+
+# ---------------------------------------------------------------- model evaluations, tiny model
+@pytest.fixture(scope="module")
+def tiny_model() -> SAM2:
+    """Random weights, except that the object is always judged present, so that masks are
+    not all empty and the per-frame numbers differ from frame to frame."""
+    torch.manual_seed(0)
+    model = SAM2(SMALL_CONFIG).eval().requires_grad_(False)
+    model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += 30.0
+    return model
+
+
+def test_evaluate_clicks_runs_end_to_end(tiny_model):
+    a, la = _disks_image((96, 96), centres=((25, 25), (70, 65)), r=12)
+    b, lb = _disks_image((96, 96), centres=((48, 48),), r=4)  # one object below min_area
+    r = evaluate_clicks(tiny_model, [a, b], [la, lb])
+    assert r["count"] == 2 and r["objects"] == [[0, 1], [0, 2]]
+    assert len(r["iou"]) == 2 and all(0.0 <= v <= 1.0 for v in r["iou"])
+    assert r["mean_iou"] == pytest.approx(np.mean(r["iou"]))
+    assert r["share_085"] == pytest.approx(np.mean(np.asarray(r["iou"]) >= 0.85))
+    assert evaluate_clicks(tiny_model, [b], [lb])["count"] == 0
+
+
+def _moving_stack(n: int = 5, shape=(64, 64)) -> tuple[np.ndarray, np.ndarray]:
+    """Two disks moving right; disk 2 leaves the field after frame 2 (absent on 3, 4)."""
+    labels = np.zeros((n, *shape), dtype=np.uint16)
+    for t in range(n):
+        labels[t][_disk(shape, 20, 12 + 3 * t, 9)] = 1
+        if t < 3:
+            labels[t][_disk(shape, 46, 40 + 3 * t, 8)] = 2
+    image = np.where(labels > 0, 900, 80).astype(np.uint16)
+    return image, labels
+
+
+def test_evaluate_tracking_scores_every_frame_and_objects_independently(tiny_model):
+    image, labels = _moving_stack()
+    r = evaluate_tracking(tiny_model, [(image, labels)], objects_per_stack=2)
+    assert r["count"] == 2 and r["frames"] == [5]
+    assert [o["label"] for o in r["objects"]] == [1, 2]
+    two = r["objects"][1]
+    assert two["frames_present"] == 3 and two["click_frame"] == 0
+    for o in r["objects"]:
+        assert len(o["per_frame_before"]) == 5 and len(o["per_frame_after"]) == 5
+        assert o["before"] == pytest.approx(np.mean(o["per_frame_before"]))
+        assert o["after"] == pytest.approx(np.mean(o["per_frame_after"]))
+        if o["correction"] is None:
+            assert o["per_frame_before"] == [1.0] * 5
+        else:
+            assert o["correction"]["frame"] == int(np.argmin(o["per_frame_before"]))
+    # frames where object 2 is absent score exactly 1 or 0
+    assert all(v in (0.0, 1.0) for v in two["per_frame_before"][3:])
+    assert r["mean_before"] == pytest.approx(np.mean([o["before"] for o in r["objects"]]))
+
+    # tracking object 2 alone gives the same numbers: objects are tracked and scored independently
+    alone = evaluate_tracking(tiny_model, [(image, np.where(labels == 2, labels, 0))], objects_per_stack=2)
+    assert alone["count"] == 1
+    assert alone["objects"][0]["per_frame_before"] == two["per_frame_before"]
+    assert alone["objects"][0]["per_frame_after"] == two["per_frame_after"]
+
+    without = evaluate_tracking(tiny_model, [(image, labels)], objects_per_stack=1, correction=False)
+    assert without["objects"][0]["per_frame_before"] == r["objects"][0]["per_frame_before"]
+    assert without["mean_after"] is None and without["objects"][0]["correction"] is None
