@@ -1,0 +1,198 @@
+"""Accuracy of the cells model on held-out synthetic microscopy, against the issue's targets.
+
+* 2-D: SAM's one-click protocol (``napari_sam2.train.evaluate.evaluate_clicks``) on
+  held-out ``cells_image`` fields, and a classical Otsu + watershed baseline on the same
+  objects and clicks (``baseline_clicks``);
+* tracking: one click per object propagated through held-out time-lapses and z-stacks,
+  per-frame IoU over every frame, then one correction click (``evaluate_tracking``).
+
+Held-out seeds: training draws its sample seeds with ``rng.integers(2**31)``, i.e. from
+0 .. 2**31 - 1; this benchmark uses seeds from 2**31 up, which training can never draw
+(images 2**31 + i, time-lapses 2**31 + 100000 + i, z-stacks 2**31 + 200000 + i).
+The image's appearance is drawn from the same seed (``Appearance.sample``) and passed in,
+so that each image's style is known for the per-style table.
+
+    python benchmarks/eval_cells.py [--model napari-sam2-cells] [--images 100] [--stacks 6] [--threads 2]
+    python benchmarks/eval_cells.py --baseline-only        # numpy only, no model
+
+Results go to benchmarks/results/cells_eval.json (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import REPO, machine
+
+#: the issue's targets
+TARGET_2D_MEAN = 0.80
+TARGET_TRACK_MEAN = 0.75
+TARGET_TRACK_FRAMES = 30
+SEED_BASE = 2**31
+SEED_OFFSET = {"images": 0, "timelapse": 100_000, "zstack": 200_000}
+
+
+def held_out_images(n: int, size: int, styles: tuple[str, ...]) -> tuple[list, list, list[int], list[str]]:
+    from napari_sam2.data.cells import Appearance, cells_image
+
+    images, labels, seeds, looks = [], [], [], []
+    for i in range(n):
+        seed = SEED_BASE + SEED_OFFSET["images"] + i
+        look = Appearance.sample(np.random.default_rng(seed), styles)
+        sample = cells_image((size, size), seed=seed, appearance=look)
+        images.append(sample.image)
+        labels.append(sample.labels)
+        seeds.append(seed)
+        looks.append(look.style)
+    return images, labels, seeds, looks
+
+
+def held_out_stacks(kind: str, n: int, frames: int, size: int) -> tuple[list, list[int]]:
+    from napari_sam2.data.cells import cell_timelapse, nuclei_zstack
+
+    make = cell_timelapse if kind == "timelapse" else nuclei_zstack
+    seeds = [SEED_BASE + SEED_OFFSET[kind] + i for i in range(n)]
+    return [make(frames, (size, size), seed=s) for s in seeds], seeds
+
+
+def by_style(result: dict, styles_of_image: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for (image, _), iou in zip(result["objects"], result["iou"]):
+        out.setdefault(styles_of_image[image], []).append(iou)
+    return {
+        s: {"count": len(v), "mean_iou": float(np.mean(v)), "share_085": float(np.mean(np.asarray(v) >= 0.85))}
+        for s, v in sorted(out.items())
+    }
+
+
+def rounded(x, digits: int = 4):
+    """``x`` with every float rounded (keeps the JSON small)."""
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rounded(v, digits) for v in x]
+    return x
+
+
+def dumps(report: dict) -> str:
+    """Indented JSON with lists of numbers (and lists of such lists) on one line."""
+
+    def one_line(m: re.Match) -> str:
+        return re.sub(r"\s+", "", m.group(0)).replace(",", ", ")
+
+    text = json.dumps(rounded(report), indent=1)
+    text = re.sub(r"\[[^\[\]{}\"]*\]", one_line, text)
+    return re.sub(r"\[(\s*\[[^\[\]{}\"]*\],?)+\s*\]", one_line, text) + "\n"
+
+
+def fmt(x: float | None) -> str:
+    return "  -  " if x is None else f"{x:.3f}"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "not met")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="napari-sam2-cells", help="bundled name or checkpoint path")
+    ap.add_argument("--images", type=int, default=100, help="held-out 2-D images")
+    ap.add_argument("--stacks", type=int, default=6, help="held-out stacks per kind (time-lapse, z-stack)")
+    ap.add_argument("--frames", type=int, default=32, help="frames (or slices) per stack")
+    ap.add_argument("--size", type=int, default=256, help="image side in pixels")
+    ap.add_argument("--objects-per-stack", type=int, default=3)
+    ap.add_argument("--styles", default=None, help="comma-separated 2-D styles (default: the training styles)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--baseline-only", action="store_true", help="only the classical 2-D baseline (no model)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cells_eval.json")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from napari_sam2.data.cells import TRAINING_STYLES
+    from napari_sam2.train.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
+
+    styles = tuple(args.styles.split(",")) if args.styles else TRAINING_STYLES
+    images, labels, image_seeds, image_styles = held_out_images(args.images, args.size, styles)
+    report: dict = {
+        "machine": machine(),
+        "model": None if args.baseline_only else args.model,
+        "settings": {
+            "images": args.images, "size": args.size, "styles": list(styles), "stacks_per_kind": args.stacks,
+            "frames": args.frames, "objects_per_stack": args.objects_per_stack, "min_area": MIN_AREA,
+            "compute_dtype": "float32", "seeds": "held out: 2**31 and up; training draws from 0 .. 2**31 - 1",
+        },  # fmt: skip
+        "seeds": {"images": image_seeds},
+        "results": {},
+    }
+    res = report["results"]
+
+    t = time.perf_counter()
+    base = baseline_clicks(images, labels)
+    res["baseline_2d"] = {**base, "by_style": by_style(base, image_styles), "seconds": time.perf_counter() - t}
+    print(f"baseline: {base['count']} objects in {args.images} images, {res['baseline_2d']['seconds']:.1f} s")
+
+    if not args.baseline_only:
+        from napari_sam2.weights import load_model
+
+        model = load_model(args.model)
+        t = time.perf_counter()
+        clicks = evaluate_clicks(model, images, labels)
+        res["model_2d"] = {**clicks, "by_style": by_style(clicks, image_styles), "seconds": time.perf_counter() - t}
+        print(f"model 2-D: {clicks['count']} objects, {res['model_2d']['seconds']:.1f} s")
+        for kind in ("timelapse", "zstack"):
+            stacks, seeds = held_out_stacks(kind, args.stacks, args.frames, args.size)
+            report["seeds"][kind] = seeds
+            t = time.perf_counter()
+            track = evaluate_tracking(model, stacks, objects_per_stack=args.objects_per_stack, log=print)
+            res[f"tracking_{kind}"] = {**track, "seconds": time.perf_counter() - t}
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(dumps(report))
+    print_table(res)
+    print(f"wrote {args.out}")
+
+
+def print_table(res: dict) -> None:
+    base, model = res["baseline_2d"], res.get("model_2d")
+    print("\n2-D one click        objects  mean IoU  share >= 0.85")
+    for name, r in (("classical baseline", base), ("model", model)):
+        if r is not None:
+            print(f"  {name:<19}{r['count']:>6}    {fmt(r['mean_iou'])}     {fmt(r['share_085'])}")
+            for style, s in r["by_style"].items():
+                print(f"    {style:<17}{s['count']:>6}    {fmt(s['mean_iou'])}     {fmt(s['share_085'])}")
+    tracked = [k for k in ("timelapse", "zstack") if f"tracking_{k}" in res]
+    if tracked:
+        print("\ntracking            objects  frames  before  after one correction")
+    for kind in tracked:
+        r = res[f"tracking_{kind}"]
+        print(f"  {kind:<18}{r['count']:>6}  {min(r['frames'], default=0):>6}   {fmt(r['mean_before'])}   {fmt(r['mean_after'])}")
+
+    print("\ntargets")
+    mean_ok = None if model is None or model["mean_iou"] is None else model["mean_iou"] >= TARGET_2D_MEAN
+    share_ok = None if model is None or model["share_085"] is None else model["share_085"] > base["share_085"]
+    print(f"  2-D one-click mean IoU >= {TARGET_2D_MEAN}: {verdict(mean_ok)}")
+    print(f"  2-D share >= 0.85 above the baseline's ({fmt(base['share_085'])}): {verdict(share_ok)}")
+    for kind in tracked:
+        r = res[f"tracking_{kind}"]
+        ok = fixed = None
+        frames = min(r["frames"], default=0)
+        if r["mean_before"] is not None:
+            ok = r["mean_before"] >= TARGET_TRACK_MEAN and frames >= TARGET_TRACK_FRAMES
+            fixed = r["mean_after"] > r["mean_before"]
+        note = "" if frames >= TARGET_TRACK_FRAMES else f" (only {frames} frames: cannot meet the 30+ frames)"
+        print(f"  {kind}: per-frame mean IoU >= {TARGET_TRACK_MEAN} over {TARGET_TRACK_FRAMES}+ frames: {verdict(ok)}{note}")
+        print(f"  {kind}: one correction raises it: {verdict(fixed)}")
+
+
+if __name__ == "__main__":
+    main()
