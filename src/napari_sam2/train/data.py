@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
 from ..engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, percentile_window, to_unit_rgb
+from ..model.sam2 import ImageFeatures
 
 __all__ = ["Clip", "ImageBatch", "clip_from_stack", "image_batch_from", "synthetic_clip", "synthetic_image_batch"]
 
@@ -32,11 +33,15 @@ class ImageBatch:
         images: (B, 3, S, S) normalised model input.
         owner: (N,) index of each object's image.
         masks: (N, S, S) bool ground truth at the model input size.
+        features: the images already encoded (a frozen encoder's cached features, see
+            :mod:`napari_sam2.train.finetune`), or None: the training step encodes
+            ``images`` (which are unused, and may be empty, when features are given).
     """
 
     images: torch.Tensor
     owner: np.ndarray
     masks: np.ndarray
+    features: ImageFeatures | None = None
 
 
 @dataclass
@@ -46,10 +51,12 @@ class Clip:
     Attributes:
         frames: (T, 3, S, S) normalised model input.
         masks: (T, N, S, S) bool ground truth (all False where an object is absent).
+        features: the frames already encoded, or None (as :attr:`ImageBatch.features`).
     """
 
     frames: torch.Tensor
     masks: np.ndarray
+    features: ImageFeatures | None = None
 
 
 def _normalise(unit: torch.Tensor) -> torch.Tensor:

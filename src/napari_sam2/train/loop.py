@@ -50,7 +50,7 @@ class TrainSettings:
     objects_per_clip: int = 3
     video_fraction: float = 0.4  # share of steps that train on clips (after video_start)
     video_start: float = 0.15  # fraction of the run trained on images only
-    freeze: tuple[str, ...] = ()  # module names not trained (e.g. "image_encoder")
+    freeze: tuple[str, ...] = ()  # (dotted) module names not trained (e.g. "image_encoder")
     checkpoint_minutes: float = 5.0
     log_every: int = 10
 
@@ -105,7 +105,7 @@ def train(
     (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings), indent=2))
     (out / "config.json").write_text(model.config.to_json())
     for name in settings.freeze:
-        getattr(model, name).requires_grad_(False)
+        model.get_submodule(name).requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -136,9 +136,11 @@ def train(
             video = clips is not None and settings.is_video(step, rng)
             t0 = time.monotonic()
             if video:
-                loss, parts = video_step(model, clips(seed), rng)
+                clip = clips(seed)
+                loss, parts = video_step(model, clip, rng, features=clip.features)
             else:
-                loss, parts = image_step(model, image_batches(seed), rng, corrections=settings.corrections)
+                batch = image_batches(seed)
+                loss, parts = image_step(model, batch, rng, corrections=settings.corrections, features=batch.features)
             for g in opt.param_groups:
                 g["lr"] = settings.lr_at(step)
             opt.zero_grad(set_to_none=True)
