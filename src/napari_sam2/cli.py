@@ -6,6 +6,7 @@
     napari-sam2 segment INPUT --prompts PROMPTS [--boxes SHAPES.csv] -o OUT.zarr
     napari-sam2 batch INPUT... --prompts-dir DIR -o OUTDIR [--scheduler local:N | tcp://HOST:PORT]
     napari-sam2 models
+    napari-sam2 finetune IMAGES... --labels LABELS... --from MODEL -o OUT.pt
 
 Errors are one line, ``napari-sam2: error: ...``, naming the file or address (``--debug``
 adds the traceback). Exit codes: 0 done; ``segment-image``: 1 error, 2 bad arguments or no
@@ -105,7 +106,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the official models and which are cached locally")
     models.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    _add_finetune(commands)
     return parser
+
+
+def _add_finetune(commands: Any) -> None:
+    ft = commands.add_parser(
+        "finetune", help="fine-tune a model on your own labelled stacks",
+        description="Train a model further on stacks (or 2-D images) and their instance labels: "
+        "image steps on labelled frames and tracking steps on clips of consecutive labelled frames. "
+        "Progress is kept in OUT.run/; running the same command again resumes.",
+    )  # fmt: skip
+    ft.add_argument("images", type=Path, nargs="+", metavar="IMAGES", help="TIFF, zarr / OME-Zarr or .npy stacks")
+    ft.add_argument("--labels", type=Path, nargs="+", required=True, metavar="LABELS",
+                    help="their labels, one per image in the same order: OME-Zarr labels saved by the plugin "
+                    "or segment, or integer label images of the image's shape")  # fmt: skip
+    ft.add_argument("--from", dest="source", required=True, metavar="MODEL",
+                    help="the model to start from: a name (napari-sam2-cells, sam2.1_hiera_tiny, ...) or a checkpoint")  # fmt: skip
+    ft.add_argument("--config", type=Path, help="SAM2Config JSON for a checkpoint that is no official variant")
+    ft.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="the fine-tuned model, e.g. mine.pt")
+    ft.add_argument("--steps", type=_positive_int, default=300, help="training steps (default: 300)")
+    ft.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
+    enc = ft.add_mutually_exclusive_group()
+    enc.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=True,
+                     help="keep the image encoder; each frame is encoded once (default; fast on a CPU)")  # fmt: skip
+    enc.add_argument("--train-encoder", dest="freeze_encoder", action="store_false",
+                     help="train the image encoder too (every step encodes; with intensity augmentation)")  # fmt: skip
+    ft.add_argument("--axis", type=int, default=0, help="the stack (z or time) axis of the inputs (default: 0)")
+    ft.add_argument("--seed", type=int, default=0, help="seed of the data order and prompts (default: 0)")
+    ft.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes; run again to resume")
+    ft.add_argument("--threads", "--torch-threads", dest="threads", type=_positive_int, metavar="N",
+                    help="torch CPU threads (default: torch's own)")  # fmt: skip
+    ft.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
+    ft.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                    help="dtype of the written weights (default: float32; float16 halves the file)")  # fmt: skip
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ft.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
 def _positive_int(text: str) -> int:
@@ -366,9 +402,44 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- finetune
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from .train.files import FINETUNE_SETTINGS, finetune_files
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = replace(FINETUNE_SETTINGS, steps=args.steps, lr=args.lr, seed=args.seed)
+    result = finetune_files(
+        args.images, args.labels, args.source, args.output, settings, freeze_encoder=args.freeze_encoder,
+        axis=args.axis, config=args.config, device=args.device, dtype=getattr(torch, args.dtype),
+        overwrite=args.overwrite, stop_after_minutes=args.minutes, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    what = f"{result.stacks} stack{'s' * (result.stacks != 1)}, {result.frames} labelled frames" + (
+        "" if result.clips else ", image steps only (no stack has clip-long runs of labelled frames)"
+    )
+    iou = ""
+    if result.iou_start is not None and result.iou_end is not None:
+        iou = f", first-click IoU {result.iou_start:.2f} -> {result.iou_end:.2f}"
+    if result.output is None:
+        print(f"{PROG}: stopped at step {result.step} of {result.steps} ({what}{iou}); "
+              f"run the same command again to resume from {result.run_dir}")  # fmt: skip
+    else:
+        print(f"{PROG}: wrote {result.output}: {result.steps} steps on {what}{iou}, {result.seconds:.0f} s "
+              f"(log: {result.run_dir / 'log.jsonl'})")  # fmt: skip
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
-_COMMANDS = {"segment-image": _segment_image, "segment": _segment, "batch": _batch, "models": _models}
+_COMMANDS = {
+    "segment-image": _segment_image, "segment": _segment, "batch": _batch, "models": _models, "finetune": _finetune,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
