@@ -163,3 +163,17 @@ def test_cli_errors_are_one_line_exit_2(case: str, needles: list[str], data, tmp
     assert_one_line_error(proc, *needles)
     assert not run_dir_for(out).exists() or not (run_dir_for(out) / "last.pt").exists()
     assert (out.read_bytes() == b"keep me") if case == "exists" else not out.exists()
+
+
+def test_a_model_just_evaluated_under_inference_mode_can_be_finetuned(tmp_path: Path) -> None:
+    """Position tables cached under ``torch.inference_mode`` (tracking) are rebuilt for training."""
+    from napari_sam2.train.evaluate import evaluate_tracking
+
+    torch.manual_seed(0)
+    model = SAM2(SMALL_CONFIG)
+    stack = cell_timelapse(4, (64, 64), n_cells=5, seed=3)
+    with torch.inference_mode():
+        evaluate_tracking(model, [stack], objects_per_stack=1, correction=False, min_area=16)
+    settings = dataclasses.replace(TINY, steps=2, video_fraction=1.0)
+    finetune(model, [(stack.image, stack.labels)], tmp_path, settings, progress=False)
+    assert {k.split("/")[0] for r in _log(tmp_path) for k in r if "/" in k} == {"video"}

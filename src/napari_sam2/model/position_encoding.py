@@ -45,7 +45,7 @@ class SineGridEncoding(nn.Module):
     def grid(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         """Encoding of an (h, w) grid, shape (C, h, w), float32."""
         key = (h, w, str(device))
-        if key not in self._cache:
+        if _stale(self._cache.get(key)):
             eps = 1e-6
             ys = torch.arange(1, h + 1, dtype=torch.float32, device=device)
             xs = torch.arange(1, w + 1, dtype=torch.float32, device=device)
@@ -98,6 +98,13 @@ class RandomFourierEncoding(nn.Module):
         return self.encode(coords.float() / scale)
 
 
+def _stale(cached: torch.Tensor | None) -> bool:
+    """True when a cached table must be (re)computed: missing, or made under
+    ``torch.inference_mode`` while autograd now runs (such a tensor cannot be saved for
+    backward, e.g. when a model is trained after being evaluated)."""
+    return cached is None or (cached.is_inference() and not torch.is_inference_mode_enabled())
+
+
 def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     """1-D sine encoding of (N,) positions, shape (N, dim): sines then cosines."""
     half = dim // 2
@@ -131,7 +138,7 @@ class AxialRoPE:
     def table(self, side: int, device: torch.device) -> torch.Tensor:
         """Complex rotations, shape (side*side, D/2), for a side x side grid."""
         key = (side, str(device))
-        if key not in self._cache:
+        if _stale(self._cache.get(key)):
             d = self.head_dim
             inv_freq = 1.0 / (self.theta ** (torch.arange(0, d, 4, device=device)[: d // 4].float() / d))
             t = torch.arange(side * side, dtype=torch.float32, device=device)
