@@ -218,11 +218,13 @@ def test_models_lists_the_registry_and_what_is_cached(tmp_path: Path) -> None:
     proc = run_cli("models", env_extra={"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 9 and lines[0].split()[0] == "name"
+    assert len(lines) == 10 and lines[0].split()[0] == "name"
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["sam2.1_hiera_small"][1:3] == ["facebook/sam2.1-hiera-small", "sam2.1_hiera_small.pt"]
     assert rows["sam2.1_hiera_small"][3].endswith("snapshots/abc123/sam2.1_hiera_small.pt")
     assert rows["sam2.1_hiera_tiny"][3] == "no" and rows["sam2_hiera_large"][3] == "no"
+    bundled = proc.stdout.splitlines()[1]
+    assert bundled.startswith("napari-sam2-cells") and "(bundled with napari-sam2)" in bundled
 
 
 def test_help_names_the_real_default_model() -> None:

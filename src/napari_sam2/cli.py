@@ -35,6 +35,7 @@ EXIT_INTERRUPTED = 130
 EXIT_IMAGE_ERROR = 1
 # weights.DEFAULT_MODEL, spelled out so that --help and bad files need no torch import (a test checks it)
 DEFAULT_MODEL_HELP = "sam2.1_hiera_tiny"
+DEFAULT_HELP = f"{DEFAULT_MODEL_HELP} if its weights are cached, else the bundled napari-sam2-cells"
 
 
 def _error(message: str) -> None:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     weights = common.add_mutually_exclusive_group()
-    weights.add_argument("--model", help=f"official model name (default: {DEFAULT_MODEL_HELP})")
+    weights.add_argument("--model", help=f"model name (default: {DEFAULT_HELP})")
     weights.add_argument("--checkpoint", type=Path, help="a local checkpoint file instead of --model")
     common.add_argument("--config", type=Path, help="SAM2Config JSON for a checkpoint that is no official variant")
     common.add_argument("--axis", type=int, default=0, help="the stack (z or time) axis of the input (default: 0)")
@@ -172,7 +173,7 @@ def _add_segment_image(commands: Any) -> None:
     )
     weights = seg.add_mutually_exclusive_group()
     weights.add_argument(
-        "--model", help=f"official model name, downloaded on first use (default: {DEFAULT_MODEL_HELP})",
+        "--model", help=f"model name; official ones are downloaded on first use (default: {DEFAULT_HELP})",
     )
     weights.add_argument("--checkpoint", type=Path, help="a local official checkpoint (.pt) instead")
     seg.add_argument(
@@ -206,14 +207,16 @@ def _read_image(path: Path):  # -> np.ndarray
 
 
 def _model_name(args: argparse.Namespace) -> str:
-    from .weights import DEFAULT_MODEL
+    from .weights import default_model
 
-    return getattr(args, "model", None) or DEFAULT_MODEL
+    return getattr(args, "model", None) or default_model()
 
 
 def _weights_hint(model: str) -> str:
-    from .weights import REGISTRY, canonical_name
+    from .weights import REGISTRY, bundled_path, canonical_name
 
+    if bundled_path(model) is not None:
+        return f"the bundled model {model} is missing from this installation; reinstall napari-sam2"
     name = canonical_name(model) or model
     repo_id, filename = REGISTRY.get(name, ("facebook/" + name, name + ".pt"))
     return (
@@ -386,13 +389,17 @@ def _write_report(path: Path, outcomes: list[Any]) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .weights import REGISTRY
+    from .weights import BUNDLED, REGISTRY, bundled_path
 
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         try_to_load_from_cache = None
     rows = [("name", "Hugging Face repository", "file", "cached")]
+    for name, filename in BUNDLED.items():
+        path = bundled_path(name)
+        where = str(path) if path is not None and path.is_file() else "missing"
+        rows.append((name, "(bundled with napari-sam2)", filename, where))
     for name, (repo_id, filename) in REGISTRY.items():
         cached = try_to_load_from_cache(repo_id, filename) if try_to_load_from_cache else None
         rows.append((name, repo_id, filename, cached if isinstance(cached, str) else "no"))
