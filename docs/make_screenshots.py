@@ -3,9 +3,8 @@
     xvfb-run -a -s "-screen 0 1280x1024x24" /work/venv/bin/python docs/make_screenshots.py
 
 Runs the plugin's workflow on the sample time-lapse (File > Open Sample > SAM 2) with the
-small random-weight test model (tests/fixtures/small_sam2.1): its masks are noise, not cell
-outlines. The shipped model comes with issue 7; re-run this script then. Writes PNGs to
-docs/images/.
+model shipped in the package (napari-sam2-cells, works offline): one click on a cell, a box
+around another, propagation both ways, commit. Writes PNGs to docs/images/.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "images"
-SMALL = REPO / "tests" / "fixtures" / "small_sam2.1"
 
 
 def shot(viewer, name: str, *, canvas_only: bool = False) -> np.ndarray:
@@ -48,18 +46,24 @@ def main() -> None:
     image, truth = viewer.layers
     widget = SAM2Widget(viewer, synchronous=True)
     viewer.window.add_dock_widget(widget, name="SAM 2", area="right")
-    widget.model.set_checkpoint(SMALL / "checkpoint.pt", SMALL / "config.json")
+    widget.model.model.value = "napari-sam2-cells"
     widget.start()
     seg = widget.segmenter
     axis = viewer.dims.ndim - 3
     viewer.dims.set_current_step(axis, 4)
 
-    # two cells: a click on one, a box around another (centres from the synthetic ground truth)
+    # two cells: a click on one, a box around another (the two largest on this frame of the
+    # synthetic ground truth; the click at the cell's deepest pixel, as a person clicks)
+    from scipy import ndimage
+
     labels = np.asarray(truth.data)
-    r1, c1 = (np.nonzero(labels[4] == 1)[i].mean() for i in (0, 1))
-    seg.points.add([4, r1, c1])
+    ids, areas = np.unique(labels[4][labels[4] > 0], return_counts=True)
+    first, second = ids[np.argsort(areas)[::-1][:2]]
+    depth = ndimage.distance_transform_edt(labels[4] == first)
+    r1, c1 = np.unravel_index(np.argmax(depth), depth.shape)
+    seg.points.add([4, r1 + 0.5, c1 + 0.5])
     widget.new_object()
-    rows, cols = np.nonzero(labels[4] == 3)
+    rows, cols = np.nonzero(labels[4] == second)
     seg.shapes.add_rectangles(
         np.array([[4, rows.min() - 2, cols.min() - 2], [4, rows.min() - 2, cols.max() + 2],
                   [4, rows.max() + 2, cols.max() + 2], [4, rows.max() + 2, cols.min() - 2]], dtype=float)
@@ -84,7 +88,7 @@ def main() -> None:
     viewer.reset_view()
     box = _image_box(viewer, image)
     tiles = []
-    for t in (0, 4, 8, 12, 15):
+    for t in (0, 7, 14, 21, 29):
         viewer.dims.set_current_step(axis, t)
         tile = shot(viewer, "", canvas_only=True)
         tiles.append(tile[box])
