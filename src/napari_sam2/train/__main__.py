@@ -4,6 +4,9 @@ The model (``CELLS_CONFIG``) starts from random weights (seeded) and learns from
 synthetic images and clips at every step (:mod:`napari_sam2.data.cells`). Re-running the
 same command resumes; ``--minutes`` stops early (resumable) to split a run over sessions.
 The final fp16 weights are written to ``OUT/model.pt``.
+
+A later training phase starts from a finished model with its own schedule, e.g. one that
+trains tracking more: ``--init-from runs/cells/model.pt --video-fraction 0.8 --video-start 0``.
 """
 
 from __future__ import annotations
@@ -28,13 +31,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up steps")
+    p.add_argument("--video-fraction", type=float, default=defaults.video_fraction, help="share of clip steps")
+    p.add_argument("--video-start", type=float, default=defaults.video_start,
+                   help="fraction of the run trained on images only")  # fmt: skip
+    p.add_argument("--init-from", default=None, help="start from this model's weights (a new phase)")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = dataclasses.replace(defaults, steps=args.steps, lr=args.lr, seed=args.seed)
+    settings = dataclasses.replace(
+        defaults,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        warmup=args.warmup,
+        video_fraction=args.video_fraction,
+        video_start=args.video_start,
+    )
     torch.manual_seed(settings.seed)
     model = SAM2(CELLS_CONFIG)
+    if args.init_from is not None:
+        from ..weights import load_model
+
+        start = load_model(args.init_from)
+        if start.config != CELLS_CONFIG:
+            p.error(f"--init-from {args.init_from} is not a {CELLS_CONFIG.name} model")
+        model.load_state_dict(start.state_dict())
     size = CELLS_CONFIG.image_size
     train(
         model,

@@ -1,0 +1,123 @@
+"""Training our model: prompts, losses, the image and video steps, the training command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
+from napari_sam2.model.sam2 import SAM2
+from napari_sam2.train.data import clip_from_stack, synthetic_clip, synthetic_image_batch
+from napari_sam2.train.losses import segmentation_loss
+from napari_sam2.train.prompts import correction_click, first_prompt, sample_box, sample_click
+from napari_sam2.train.steps import image_step, video_step
+
+from .parity import SMALL_CONFIG
+
+
+def disk(shape=(64, 64), center=(30, 20), radius=8) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+def test_clicks_land_inside_and_boxes_around_the_object():
+    rng = np.random.default_rng(0)
+    mask = disk()
+    for _ in range(20):
+        x, y = sample_click(mask, rng)
+        assert mask[int(y), int(x)]
+    box = sample_box(mask, rng, jitter=0.0)
+    assert box.tolist() == [12, 22, 29, 39]  # x0, y0, x1, y1 of the disk
+    pts, labels = first_prompt(mask, rng, p_box=1.0)
+    assert labels.tolist() == [BOX_TOP_LEFT, BOX_BOTTOM_RIGHT] and pts.shape == (2, 2)
+
+
+def test_correction_clicks_go_to_the_larger_error():
+    rng = np.random.default_rng(1)
+    gt = disk()
+    missed = gt & (np.arange(64)[None, :] < 20)  # left half of the object not predicted
+    (x, y), label = correction_click(gt & ~missed, gt, rng)
+    assert label == POSITIVE and missed[int(y), int(x)]
+    spill = disk(center=(50, 50), radius=6)
+    (x, y), label = correction_click(gt | spill, gt, rng)
+    assert label == NEGATIVE and spill[int(y), int(x)]
+
+
+def test_loss_trains_the_best_candidate_and_knows_absent_objects():
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, 8:24, 8:24] = 1  # object 1 present, object 2 absent
+    good = target[0].expand(3, -1, -1).clone() * 20 - 10
+    good[1:] = -10  # only candidate 0 is right
+    logits = torch.stack([good, torch.full((3, 32, 32), -10.0)])
+    iou_pred = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    loss, parts, best_iou = segmentation_loss(logits, iou_pred, torch.tensor([[10.0], [-10.0]]), target)
+    assert best_iou[0] == 1.0 and parts["mask"] < 0.01 and parts["iou"] < 1e-6 and parts["obj"] < 1e-3
+    wrong_score = segmentation_loss(logits, iou_pred, torch.tensor([[10.0], [10.0]]), target)[1]["obj"]
+    assert wrong_score > 1.0
+
+
+@pytest.fixture(scope="module")
+def small_model() -> SAM2:
+    torch.manual_seed(0)
+    model = SAM2(SMALL_CONFIG)
+    with torch.no_grad():  # objects judged present: absent ones get the fixed no-object pointer
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += 30.0
+    model.train()
+    return model
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_image_step_trains_encoder_and_decoder_but_not_the_memory(small_model: SAM2):
+    small_model.zero_grad(set_to_none=True)
+    batch = synthetic_image_batch(3, 256, images=2, objects_per_image=3)
+    loss, log = image_step(small_model, batch, np.random.default_rng(0), corrections=1)
+    loss.backward()
+    assert torch.isfinite(loss) and log["objects"] == len(batch.masks)
+    assert _grad_norm(small_model.image_encoder) > 0 and _grad_norm(small_model.sam_mask_decoder) > 0
+    assert _grad_norm(small_model.memory_attention) == 0
+
+
+def test_video_step_trains_memory_attention_and_encoder(small_model: SAM2):
+    small_model.zero_grad(set_to_none=True)
+    clip = synthetic_clip(4, 256, length=3, max_objects=2)
+    assert clip.frames.shape == (3, 3, 256, 256) and clip.masks.shape[:2][0] == 3
+    loss, log = video_step(small_model, clip, np.random.default_rng(0), p_mask_prompt=0.0)
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= log["iou_track"] <= 1
+    for module in (small_model.memory_attention, small_model.memory_encoder, small_model.obj_ptr_proj):
+        assert _grad_norm(module) > 0
+
+
+def test_clips_only_track_objects_present_on_their_first_frame():
+    labels = np.zeros((6, 64, 64), dtype=np.uint16)
+    labels[:, 10:30, 10:30] = 1
+    labels[3:, 40:60, 40:60] = 2  # object 2 appears on frame 3
+    image = (labels * 500 + 100).astype(np.uint16)
+    for seed in range(5):
+        clip = clip_from_stack(image, labels, 64, 3, 3, np.random.default_rng(seed))
+        assert clip is not None
+        assert clip.masks[0].any(axis=(1, 2)).all()  # every tracked object is on frame 0
+
+
+def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from napari_sam2.model import config as config_module
+    from napari_sam2.train import __main__ as cmd
+    from napari_sam2.weights import load_model
+
+    monkeypatch.setattr(cmd, "CELLS_CONFIG", SMALL_CONFIG)  # the command with a tiny model
+    assert config_module.CELLS_CONFIG.name == "napari-sam2-cells"
+    out = tmp_path / "run"
+    assert cmd.main(["--out", str(out), "--steps", "2", "--warmup", "1", "--threads", "1"]) == 0
+    model = load_model(out / "model.pt")
+    assert model.config == SMALL_CONFIG
+    assert next(iter(torch.load(out / "model.pt", weights_only=True)["model"].values())).dtype == torch.float16
+    assert cmd.main(["--out", str(out), "--steps", "3", "--warmup", "1", "--threads", "1"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 3]  # resumed at step 2, not restarted
