@@ -20,12 +20,26 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "coins.png"
 
 
 
-def test_offline_without_weights_prints_one_line_and_exits_2(
+def test_readme_command_offline_segments_the_coin_with_the_bundled_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # conftest makes every hub download fail, as on an offline machine
+    # conftest makes every hub download fail, as on an offline machine: the bundled model runs
     out = tmp_path / "mask.tif"
     code = main(["segment-image", str(EXAMPLE), "--point", "155", "50", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    mask = tifffile.imread(out) > 0
+    rows, cols = np.nonzero(mask)
+    # the coin under the click: about 45 px across, centred near (155, 52); nothing else
+    assert 1200 < mask.sum() < 2400
+    assert 125 <= cols.min() and cols.max() <= 185 and 22 <= rows.min() and rows.max() <= 80
+    assert mask[50, 155]
+
+
+def test_offline_without_official_weights_prints_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mask.tif"
+    code = main(["segment-image", str(EXAMPLE), "--point", "155", "50", "--model", "sam2.1_hiera_tiny", "-o", str(out)])
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
