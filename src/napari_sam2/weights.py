@@ -204,12 +204,10 @@ def _download(name: str) -> Path:
         raise WeightsUnavailableError(
             f"cannot download the official {name} weights: huggingface_hub is not installed; {hint}"
         ) from None
+    cached = official_cached(name)  # already in the cache: no network at all
+    if cached is not None:
+        return cached
     with _quiet_hub():
-        try:  # already in the cache: no network at all
-            cached = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True)
-            return Path(cached)
-        except Exception:
-            pass
         try:
             # hf_hub_download retries a missing network for ~25 s: ask once, without retries, first
             url = huggingface_hub.hf_hub_url(repo_id, filename)
