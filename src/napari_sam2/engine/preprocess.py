@@ -101,9 +101,14 @@ def to_model_input(
     """A validated image -> (1, 3, size, size) normalised float32 model input."""
     unit = to_unit_rgb(image, window)
     resized = F.interpolate(unit[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return normalise(resized)
+
+
+def normalise(unit: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images in [0, 1] -> ImageNet mean/std normalised model input."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (resized - mean) / std
+    return (unit - mean) / std
 
 
 def upscale_logits(logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

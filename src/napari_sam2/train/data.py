@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
-from ..engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, percentile_window, to_unit_rgb
+from ..engine.preprocess import normalise, percentile_window, to_unit_rgb
 from ..model.sam2 import ImageFeatures
 
 __all__ = ["Clip", "ImageBatch", "clip_from_stack", "image_batch_from", "synthetic_clip", "synthetic_image_batch"]
@@ -59,12 +59,6 @@ class Clip:
     features: ImageFeatures | None = None
 
 
-def _normalise(unit: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(-1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(-1, 3, 1, 1)
-    return (unit - mean) / std
-
-
 def _augment_unit(unit: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Gamma and contrast/offset changes of [0, 1] images (same for all frames of a clip)."""
     if rng.uniform() < 0.5:
@@ -82,7 +76,7 @@ def _to_model(images: np.ndarray, size: int, rng: np.random.Generator | None, wi
         unit = F.interpolate(unit, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     if rng is not None:
         unit = _augment_unit(unit, rng)
-    return _normalise(unit)
+    return normalise(unit)
 
 
 def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
