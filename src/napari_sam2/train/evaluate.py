@@ -172,21 +172,44 @@ def evaluate_clicks(
         ``mean_iou``; ``share_085``: share of objects with IoU >= 0.85; ``count``.
     """
     predictor = ImagePredictor(model)
+
+    def one_click(image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        predictor.set_image(image)
+
+        def answer(gt: np.ndarray) -> np.ndarray:
+            masks, scores, _ = predictor.predict(point_coords=[click_point(gt)], point_labels=[1], multimask_output=True)
+            return masks[int(np.argmax(scores))]
+
+        return answer
+
+    result = _score_objects(images, labels, min_area, one_click, log)
+    predictor.reset_image()
+    return result
+
+
+def _score_objects(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    min_area: int,
+    segmenter: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]],
+    log: Log,
+) -> dict[str, Any]:
+    """IoU of every object of at least ``min_area`` pixels: ``segmenter(image)`` prepares
+    an image once and returns the function that answers one object (its ground-truth mask
+    -> the predicted mask), so the model and the baseline are scored on the same objects."""
     objects: list[list[int]] = []
     ious: list[float] = []
     for i, (image, lab) in enumerate(_pairs(images, labels)):
         ids = _objects(lab, min_area)
         if not ids:
             continue
-        predictor.set_image(image)
+        answer = segmenter(image)
         for obj in ids:
             gt = lab == obj
-            masks, scores, _ = predictor.predict(point_coords=[click_point(gt)], point_labels=[1], multimask_output=True)
-            ious.append(mask_iou(masks[int(np.argmax(scores))], gt))
+            ious.append(mask_iou(answer(gt), gt))
             objects.append([i, obj])
         if log is not None:
             log(f"image {i + 1}/{len(images)}: {len(ids)} objects, running mean IoU {np.mean(ious):.3f}")
-    predictor.reset_image()
     return {"objects": objects, "iou": ious, **_summary(ious)}
 
 
@@ -254,18 +277,12 @@ def baseline_clicks(
 
     Returns the same dict as :func:`evaluate_clicks`.
     """
-    objects: list[list[int]] = []
-    ious: list[float] = []
-    for i, (image, lab) in enumerate(_pairs(images, labels)):
-        ids = _objects(lab, min_area)
-        if not ids:
-            continue
+
+    def classical(image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         seg = _Classical(image, sigma=sigma, min_distance=min_distance)
-        for obj in ids:
-            gt = lab == obj
-            ious.append(mask_iou(seg.region(*_click_pixel(gt)), gt))
-            objects.append([i, obj])
-    return {"objects": objects, "iou": ious, **_summary(ious)}
+        return lambda gt: seg.region(*_click_pixel(gt))
+
+    return _score_objects(images, labels, min_area, classical, None)
 
 
 # --------------------------------------------------------------------------- stacks
