@@ -199,10 +199,10 @@ def _camera(
     rng: np.random.Generator, clean: np.ndarray, look: Appearance, illumination: np.ndarray, foreground: np.ndarray
 ) -> np.ndarray:
     """Background, blur, shot and read noise -> uint16 (works on (Y, X) and (N, Y, X))."""
-    lit = (look.background + clean) * illumination
     if look.style == "inverted":  # absorbing objects: dark on a bright field
-        top = look.background + look.brightness[1]
-        lit = (top - clean * foreground) * illumination
+        lit = (look.background + look.brightness[1] - clean * foreground) * illumination
+    else:
+        lit = (look.background + clean) * illumination
     sigma = (0,) * (clean.ndim - 2) + (look.blur, look.blur)
     blurred = ndimage.gaussian_filter(lit, sigma=sigma)
     counts = rng.poisson(np.clip(blurred * look.gain, 0, 1e7)).astype(np.float32) / look.gain
@@ -346,7 +346,6 @@ def cell_timelapse(
     illumination = _illumination(rng, shape, look.unevenness)
     image = np.empty((n_frames, h, w), dtype=np.float32)
     labels = np.zeros((n_frames, h, w), dtype=np.uint16)
-    fg = np.zeros((n_frames, h, w), dtype=bool)
     dim: dict[int, int] = {}
     for t in range(n_frames):
         drawn = []
@@ -358,7 +357,6 @@ def cell_timelapse(
                 shown = replace(shown, brightness=shown.brightness * float(rng.uniform(0.2, 0.5)))
             drawn.append((c["id"], shown))
         image[t], labels[t] = _render(drawn, shape, look, texture, spots)
-        fg[t] = labels[t] > 0
         # move and deform for the next frame
         for c in list(cells):
             b = c["blob"]
@@ -397,7 +395,7 @@ def cell_timelapse(
                     dim[c["id"]] = left - 1
                 elif rng.uniform() < 0.02:
                     dim[c["id"]] = int(rng.integers(1, 4))
-    stack = _camera(rng, image, look, illumination[None], fg)
+    stack = _camera(rng, image, look, illumination[None], labels > 0)
     return SyntheticStack(image=stack, labels=labels, scale=(1.0, 0.5, 0.5), axes="tyx")
 
 
