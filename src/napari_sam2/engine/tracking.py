@@ -9,6 +9,9 @@ object pointers from the conditioning frames in the past and from up to
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from ..model.sam2 import SAM2, ImageFeatures
@@ -47,6 +50,59 @@ def pointer_frames(
     return picked
 
 
+def gather_memory(
+    model: SAM2,
+    track: Any,
+    frame: int,
+    *,
+    num_frames: int,
+    reverse: bool,
+    memory_of: Callable[[int, int], torch.Tensor],
+    pointer_of: Callable[[int], torch.Tensor],
+    grid_hw: tuple[int, int],
+    batch: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The memory tokens one frame attends to, for a batch of objects tracked together.
+
+    Arguments:
+        track: anything with ``cond`` and ``non_cond`` mappings keyed by frame (the
+            frames that have memories; :class:`ObjectTrack` or a training bank).
+        memory_of: (t_pos, source frame) -> (B, mem_dim, E, E) spatial memory (float32).
+        pointer_of: source frame -> (B, C) object pointer.
+        grid_hw: (E, E) size of the memory grid.
+
+    Returns:
+        (B, M, mem_dim) memory, (B, M, mem_dim) its position encoding, and how many of
+        the M tokens are object-pointer tokens (at the end).
+    """
+    cfg = model.config
+    mem_pos_tokens = model.memory_encoder.position_encoding.grid(*grid_hw, device).flatten(1).T  # (EE, mem_dim)
+    mems, poss = [], []
+    for t_pos, t in memory_frames(track, frame, cfg.num_maskmem, reverse):
+        mems.append(memory_of(t_pos, t).flatten(2).transpose(1, 2))  # (B, EE, mem_dim)
+        poss.append((mem_pos_tokens + model.memory_tpos(t_pos)).expand(batch, -1, -1))
+
+    n_ptr_tokens = 0
+    if cfg.use_obj_ptrs_in_encoder:
+        max_ptrs = min(num_frames, cfg.max_obj_ptrs_in_encoder)
+        ptr_sel = pointer_frames(
+            track, frame, num_frames, max_ptrs, reverse, signed=cfg.use_signed_tpos_enc_to_obj_ptrs
+        )
+        if ptr_sel:
+            rel = torch.tensor([p for p, _ in ptr_sel], device=device)
+            ptrs = torch.stack([pointer_of(t) for _, t in ptr_sel])  # (P, B, C)
+            ptr_pos = model.pointer_tpos(rel, max_ptrs)[:, None].expand(-1, batch, -1)  # (P, B, mem_dim)
+            if cfg.mem_dim < cfg.d_model:
+                k = cfg.d_model // cfg.mem_dim
+                ptrs = model.split_pointers(ptrs)  # (P*k, B, mem_dim)
+                ptr_pos = ptr_pos.repeat_interleave(k, dim=0)
+            mems.append(ptrs.transpose(0, 1))
+            poss.append(ptr_pos.transpose(0, 1))
+            n_ptr_tokens = ptrs.shape[0]
+    return torch.cat(mems, dim=1), torch.cat(poss, dim=1), n_ptr_tokens
+
+
 def condition_on_memory(
     model: SAM2,
     outputs: OutputStore,
@@ -58,39 +114,18 @@ def condition_on_memory(
     reverse: bool,
 ) -> torch.Tensor:
     """Memory-conditioned features (1, C, E, E) of ``frame`` for one object."""
-    cfg = model.config
     device = feats.embed.device
-    _, _, e_h, e_w = feats.embed.shape
-    mem_pos_grid = model.memory_encoder.position_encoding.grid(e_h, e_w, device)  # (mem_dim, E, E)
-    mem_pos_tokens = mem_pos_grid.flatten(1).T  # (EE, mem_dim)
 
-    mems, poss = [], []
-    for t_pos, t in memory_frames(track, frame, cfg.num_maskmem, reverse):
+    def memory_of(t_pos: int, t: int) -> torch.Tensor:
         src = track.cond[t] if t_pos == 0 else track.non_cond[t]
         # stored in bfloat16 like the official; computed in float32
-        mems.append(outputs.memory(src).to(device, torch.float32).flatten(2)[0].T)  # (EE, mem_dim)
-        poss.append(mem_pos_tokens + model.memory_tpos(t_pos))
+        return outputs.memory(src).to(device, torch.float32)
 
-    n_ptr_tokens = 0
-    if cfg.use_obj_ptrs_in_encoder:
-        max_ptrs = min(num_frames, cfg.max_obj_ptrs_in_encoder)
-        ptr_sel = pointer_frames(
-            track, frame, num_frames, max_ptrs, reverse, signed=cfg.use_signed_tpos_enc_to_obj_ptrs
-        )
-        if ptr_sel:
-            rel = torch.tensor([p for p, _ in ptr_sel], device=device)
-            ptrs = torch.stack(
-                [(track.cond[t] if t in track.cond else track.non_cond[t]).obj_ptr for _, t in ptr_sel]
-            )  # (P, 1, C)
-            ptr_pos = model.pointer_tpos(rel, max_ptrs)[:, None]  # (P, 1, mem_dim)
-            if cfg.mem_dim < cfg.d_model:
-                k = cfg.d_model // cfg.mem_dim
-                ptrs = model.split_pointers(ptrs)  # (P*k, 1, mem_dim)
-                ptr_pos = ptr_pos.repeat_interleave(k, dim=0)
-            mems.append(ptrs[:, 0])
-            poss.append(ptr_pos[:, 0])
-            n_ptr_tokens = ptrs.shape[0]
+    def pointer_of(t: int) -> torch.Tensor:
+        return (track.cond[t] if t in track.cond else track.non_cond[t]).obj_ptr
 
-    memory = torch.cat(mems, dim=0)[None]  # (1, M, mem_dim)
-    memory_pos = torch.cat(poss, dim=0)[None]
+    memory, memory_pos, n_ptr_tokens = gather_memory(
+        model, track, frame, num_frames=num_frames, reverse=reverse, memory_of=memory_of, pointer_of=pointer_of,
+        grid_hw=tuple(feats.embed.shape[-2:]), batch=1, device=device,
+    )  # fmt: skip
     return model.attend_memory(feats, memory, memory_pos, n_ptr_tokens)

@@ -12,13 +12,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.tracking import memory_frames, pointer_frames
+from ..engine.tracking import gather_memory
 from ..model.prompt_encoder import NEGATIVE, POSITIVE
 from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from .data import Clip, ImageBatch
@@ -135,33 +133,12 @@ class _Bank:
 
 
 def _condition(model: SAM2, bank: _Bank, frame: int, feats: ImageFeatures, n: int, num_frames: int) -> torch.Tensor:
-    """Memory-conditioned features (N, C, E, E) of ``frame`` (engine's memory selection)."""
-    cfg = model.config
-    device = feats.embed.device
-    e = feats.embed.shape[-1]
-    grid = model.memory_encoder.position_encoding.grid(e, e, device).flatten(1).T  # (EE, mem_dim)
-    keys = SimpleNamespace(cond=bank.cond, non_cond=bank.non_cond)
-    mems, poss = [], []
-    for t_pos, t in memory_frames(keys, frame, cfg.num_maskmem, False):
-        mem = bank.get(t)[0]  # (N, mem_dim, E, E)
-        mems.append(mem.flatten(2).transpose(1, 2))
-        poss.append((grid + model.memory_tpos(t_pos)).expand(n, -1, -1))
-    n_ptr = 0
-    max_ptrs = min(num_frames, cfg.max_obj_ptrs_in_encoder)
-    sel = pointer_frames(keys, frame, num_frames, max_ptrs, False, signed=cfg.use_signed_tpos_enc_to_obj_ptrs)
-    if cfg.use_obj_ptrs_in_encoder and sel:
-        rel = torch.tensor([p for p, _ in sel], device=device)
-        ptrs = torch.stack([bank.get(t)[1] for _, t in sel])  # (P, N, C)
-        ptr_pos = model.pointer_tpos(rel, max_ptrs)[:, None].expand(-1, n, -1)  # (P, N, mem_dim)
-        if cfg.mem_dim < cfg.d_model:
-            k = cfg.d_model // cfg.mem_dim
-            ptrs = model.split_pointers(ptrs)
-            ptr_pos = ptr_pos.repeat_interleave(k, dim=0)
-        mems.append(ptrs.transpose(0, 1))
-        poss.append(ptr_pos.transpose(0, 1))
-        n_ptr = ptrs.shape[0]
-    memory = torch.cat(mems, dim=1)
-    memory_pos = torch.cat(poss, dim=1)
+    """Memory-conditioned features (N, C, E, E) of ``frame``, memories chosen as the engine does."""
+    memory, memory_pos, n_ptr = gather_memory(
+        model, bank, frame, num_frames=num_frames, reverse=False,
+        memory_of=lambda t_pos, t: bank.get(t)[0], pointer_of=lambda t: bank.get(t)[1],
+        grid_hw=tuple(feats.embed.shape[-2:]), batch=n, device=feats.embed.device,
+    )  # fmt: skip
     return model.attend_memory(feats.expand(n), memory, memory_pos, n_ptr)
 
 
