@@ -229,6 +229,18 @@ def test_bundled_name_points_into_the_package() -> None:
     assert weights.bundled_path("sam2.1_hiera_tiny") is None
 
 
+def test_bundled_model_is_ours_small_and_loads_without_a_config() -> None:
+    from napari_sam2.model.config import CELLS_CONFIG
+
+    path = weights.bundled_path("napari-sam2-cells")
+    assert path.stat().st_size <= 20_000_000  # the limit for the shipped file
+    state, config = read_checkpoint(path)
+    assert config == CELLS_CONFIG
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    model = load_model("napari-sam2-cells")
+    assert sum(p.numel() for p in model.parameters()) == 8_621_250
+
+
 def test_missing_bundled_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(weights, "bundled_path", lambda name: tmp_path / "gone.pt")
     with pytest.raises(WeightsUnavailableError, match="bundled model 'napari-sam2-cells' is missing"):
