@@ -18,7 +18,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, embed_dim, kernel_size=7, stride=4, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        # a channels-last input makes the convolution write channels-last, so the
+        # (B, C, H, W) -> (B, H, W, C) permute below is a free, contiguous view
+        return self.proj(x.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
 
 
 def _pad_to_multiple(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -190,7 +192,7 @@ class Hiera(nn.Module):
         pos = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         win = self.pos_embed_window
         pos = pos + win.tile(1, 1, h // win.shape[-2], w // win.shape[-1])
-        pos = pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
+        pos = pos.permute(0, 2, 3, 1).contiguous()  # (1, C, h, w) -> (1, h, w, C), stored channels-last
         if cacheable:
             self._pos_cache[key] = pos
         return pos

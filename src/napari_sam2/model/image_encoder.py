@@ -43,21 +43,48 @@ class FpnNeck(nn.Module):
         self.interp_mode = interp_mode
         self.position_encoding = SineGridEncoding(d_model)
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Trunk maps (highest resolution first) -> neck maps in the same order."""
+    def forward(self, xs: list[torch.Tensor], project: dict[int, nn.Conv2d] | None = None) -> list[torch.Tensor]:
+        """Trunk maps (highest resolution first) -> neck maps in the same order.
+
+        ``project`` maps a level to a 1x1 convolution applied after the neck (SAM's
+        high-resolution projections). A level that neither takes nor gives top-down
+        features is then computed as one composed 1x1 map from the trunk channels to
+        the projection's: the same linear function, without ever forming the
+        ``d_model``-wide map (at stride 4 that is 256 x 256 x 256 values per image).
+        """
         n = len(xs) - 1
+        project = project or {}
         out: list[torch.Tensor] = [xs[0]] * len(xs)
         prev = None
         for i in range(n, -1, -1):
-            lateral = self.convs[n - i](xs[i])
+            conv = self.convs[n - i].conv
+            gives_top_down = i - 1 >= 0 and (i - 1) in self.top_down_levels
+            if i in project and i not in self.top_down_levels and not gives_top_down:
+                out[i] = _composed_1x1(xs[i], conv, project[i])
+                prev = None
+                continue
+            lateral = conv(xs[i])
             if i in self.top_down_levels and prev is not None:
                 kwargs = {} if self.interp_mode == "nearest" else {"align_corners": False}
                 top_down = F.interpolate(prev.float(), scale_factor=2.0, mode=self.interp_mode, **kwargs)
                 prev = lateral + top_down
             else:
                 prev = lateral
-            out[i] = prev
+            out[i] = project[i](prev) if i in project else prev
         return out
+
+
+def _composed_1x1(x: torch.Tensor, first: nn.Conv2d, second: nn.Conv2d) -> torch.Tensor:
+    """``second(first(x))`` for two 1x1 convolutions, as one linear map over channels.
+
+    (B, C, H, W) -> (B, C2, H, W). Computed channels-last, which is how the trunk
+    stores its maps (``x`` is usually a permuted view of a (B, H, W, C) tensor).
+    """
+    w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]  # (C1, C), (C2, C1)
+    weight = w2 @ w1
+    bias = w2 @ first.bias + second.bias
+    y = F.linear(x.permute(0, 2, 3, 1), weight, bias)  # (B, H, W, C2)
+    return y.permute(0, 3, 1, 2)
 
 
 class ImageEncoder(nn.Module):
@@ -78,7 +105,8 @@ class ImageEncoder(nn.Module):
         )
         self.scalp = config.scalp
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, S, S) normalised images -> feature maps, highest resolution first."""
-        feats = self.neck(self.trunk(images))
+    def forward(self, images: torch.Tensor, project: dict[int, nn.Conv2d] | None = None) -> list[torch.Tensor]:
+        """(B, 3, S, S) normalised images -> feature maps, highest resolution first
+        (``project``: see :meth:`FpnNeck.forward`)."""
+        feats = self.neck(self.trunk(images), project)
         return feats[: len(feats) - self.scalp] if self.scalp > 0 else feats

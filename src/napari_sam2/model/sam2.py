@@ -136,11 +136,12 @@ class SAM2(nn.Module):
     # ------------------------------------------------------------------ image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """(B, 3, S, S) normalised images -> :class:`ImageFeatures`."""
-        feats = self.image_encoder(images)
+        project = None
+        if self.config.use_high_res_features_in_sam:  # the decoder's projections of levels 0 and 1
+            project = {0: self.sam_mask_decoder.conv_s0, 1: self.sam_mask_decoder.conv_s1}
+        feats = self.image_encoder(images, project)
         embed = feats[-1]
         high_res = (feats[0], feats[1])
-        if self.config.use_high_res_features_in_sam:
-            high_res = (self.sam_mask_decoder.conv_s0(feats[0]), self.sam_mask_decoder.conv_s1(feats[1]))
         pos = self.image_encoder.neck.position_encoding(embed)
         return ImageFeatures(embed=embed, pos=pos, high_res=high_res)
 
