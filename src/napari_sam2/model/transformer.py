@@ -84,11 +84,14 @@ class RoPEAttention(Attention):
         if n_grid_tokens % n_q:
             raise ValueError("keys are not a whole number of grids")
         table = self.rope.table(side, k.device)
-        b, h, _, d = k.shape
-        grid = self.rope.apply(k[:, :, :n_grid_tokens].reshape(b, h, -1, n_q, d), table).view(b, h, n_grid_tokens, d)
-        if num_k_exclude_rope:
-            return torch.cat([grid.to(k.dtype), k[:, :, n_grid_tokens:]], dim=2)
-        return grid.to(k.dtype)
+        # one grid at a time, written straight into the output: the float32 rotation
+        # of a grid stays in cache, and the pointer tokens need no concatenation
+        out = torch.empty_like(k)
+        for start in range(0, n_grid_tokens, n_q):
+            grid = slice(start, start + n_q)
+            out[:, :, grid] = self.rope.apply(k[:, :, grid], table)
+        out[:, :, n_grid_tokens:] = k[:, :, n_grid_tokens:]
+        return out
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
