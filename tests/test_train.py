@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
+from napari_sam2.engine.preprocess import percentile_window
 from napari_sam2.model.sam2 import SAM2
-from napari_sam2.train.data import clip_from_stack, synthetic_clip, synthetic_image_batch
+from napari_sam2.train import data as data_module
+from napari_sam2.train.data import END_FRAMES, Clip, clip_from_stack, synthetic_clip, synthetic_image_batch
 from napari_sam2.train.losses import segmentation_loss
 from napari_sam2.train.prompts import correction_click, first_prompt, sample_box, sample_click
 from napari_sam2.train.steps import image_step, video_step
@@ -104,6 +106,80 @@ def test_clips_only_track_objects_present_on_their_first_frame():
         clip = clip_from_stack(image, labels, 64, 3, 3, np.random.default_rng(seed))
         assert clip is not None
         assert clip.masks[0].any(axis=(1, 2)).all()  # every tracked object is on frame 0
+
+
+def _gone_at_end(track: np.ndarray) -> int:
+    """How many last frames an object's (T, S, S) masks are empty on."""
+    present = track.any(axis=(1, 2))
+    return int(np.argmax(present[::-1])) if present.any() else len(present)
+
+
+def test_ending_clips_track_first_an_object_that_is_gone_on_the_last_frames():
+    labels = np.zeros((10, 64, 64), dtype=np.uint16)
+    labels[:, 10:30, 10:30] = 1  # on every frame
+    labels[2:6, 40:60, 40:60] = 2  # on frames 2-5 only
+    image = (labels * 500 + 100).astype(np.uint16)
+    for seed in range(6):
+        clip = clip_from_stack(image, labels, 64, 4, 2, np.random.default_rng(seed), p_end=1.0)
+        assert clip is not None and clip.masks.shape[1] == 2
+        assert 1 <= _gone_at_end(clip.masks[:, 0]) <= 3  # object 2 ends: present on frame 0, gone at the end
+        assert clip.masks[:, 1].any(axis=(1, 2)).all()  # the other object, on every frame
+    labels[:, 40:60, 40:60] = 2  # no object ends any more
+    assert clip_from_stack(image, labels, 64, 4, 2, np.random.default_rng(0), p_end=1.0) is None
+
+
+def test_every_synthetic_ending_clip_has_an_object_that_ends():
+    for seed in range(8):
+        clip = synthetic_clip(seed, 96, length=8, max_objects=3, p_end=1.0)
+        assert clip.masks[0].any(axis=(1, 2)).all()  # every tracked object is on frame 0
+        assert 1 <= _gone_at_end(clip.masks[:, 0]) <= END_FRAMES
+
+
+def _clip_before_ending_clips(image, labels, size, length, max_objects, rng):
+    """``clip_from_stack`` as it was before ending clips (verbatim), the reference below."""
+    n = image.shape[0]
+    if n < length:
+        return None
+    for _ in range(8):
+        start = int(rng.integers(0, n - length + 1))
+        idx = np.arange(start, start + length)
+        if rng.uniform() < 0.5:
+            idx = idx[::-1]
+        lab = data_module._resize_labels(labels[idx], size)
+        ids, areas = np.unique(lab[0], return_counts=True)
+        picked = data_module._pick(ids, areas, max_objects, rng)
+        if picked.size:
+            break
+    else:
+        return None
+    frames = image[idx]
+    frames, lab = data_module._flip_turn([frames, lab], rng)
+    window = percentile_window(frames[:: max(1, length // 4)].reshape(-1, frames.shape[-1]))
+    tensor = data_module._to_model(frames, size, rng, window)
+    masks = np.stack([lab == i for i in picked], axis=1)
+    return Clip(tensor, masks)
+
+
+def test_default_clips_are_the_clips_of_before():
+    """The shipped model's run record still describes the code: same data, same rng stream."""
+    from napari_sam2.data.cells import nuclei_zstack
+
+    stack = nuclei_zstack(12, (64, 64), seed=3)
+    for seed in range(4):
+        clips, states = [], []
+        for make in (
+            lambda rng: clip_from_stack(stack.image, stack.labels, 64, 4, 3, rng),
+            lambda rng: clip_from_stack(stack.image, stack.labels, 64, 4, 3, rng, p_end=0.0),
+            lambda rng: _clip_before_ending_clips(stack.image, stack.labels, 64, 4, 3, rng),
+        ):
+            rng = np.random.default_rng(seed)
+            clips.append(make(rng))
+            states.append(rng.bit_generator.state)
+        assert states[0] == states[1] == states[2]
+        for clip in clips[1:]:
+            assert torch.equal(clip.frames, clips[0].frames) and np.array_equal(clip.masks, clips[0].masks)
+    a, b = synthetic_clip(5, 64, 4, 3), synthetic_clip(5, 64, 4, 3, p_end=0.0)
+    assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
 
 
 def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -4,6 +4,13 @@ Batches are built from labelled arrays, so synthetic data (:mod:`napari_sam2.dat
 and a user's own stacks (:mod:`napari_sam2.train.finetune`) feed the same training steps.
 Images go through the engine's preprocessing (percentile window, resize, ImageNet
 normalisation), plus augmentation: flips, 90-degree turns, gamma and contrast changes.
+
+Ending clips. A random window of a stack rarely shows an object *ending* (a nucleus
+running out in z, a cell leaving the field), so a model trained on such windows keeps
+following a neighbour where the object is gone. With ``p_end`` a share of the clips is
+chosen among the windows (and directions) in which an object of the first frame is
+absent on the last 1 to :data:`END_FRAMES` frames; that object is tracked first. Its
+masks there are all False: the loss on the object score teaches that it is gone.
 """
 
 from __future__ import annotations
@@ -19,10 +26,20 @@ from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
 from ..engine.preprocess import normalise, percentile_window, to_unit_rgb
 from ..model.sam2 import ImageFeatures
 
-__all__ = ["Clip", "ImageBatch", "clip_from_stack", "image_batch_from", "synthetic_clip", "synthetic_image_batch"]
+__all__ = [
+    "END_FRAMES",
+    "Clip",
+    "ImageBatch",
+    "clip_from_stack",
+    "image_batch_from",
+    "synthetic_clip",
+    "synthetic_image_batch",
+]
 
 #: objects smaller than this many pixels (at model size) are not prompted
 MIN_AREA = 24
+#: an ending clip's object is gone on at most this many of its last frames (at least 1)
+END_FRAMES = 4
 
 
 @dataclass
@@ -130,6 +147,39 @@ def image_batch_from(
     return ImageBatch(torch.stack(images), np.asarray(owner), np.stack(masks))
 
 
+def _ending_window(
+    labels: np.ndarray, size: int, length: int, max_objects: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(frame indices, their labels at model size, picked ids) of a window in which the
+    first picked object is present on the first frame (large enough to prompt) and gone
+    on the last 1 to :data:`END_FRAMES` frames; None if no window of the stack has one.
+
+    Every (window, direction, object) that ends so is a candidate and one is drawn
+    uniformly; the other objects are picked among the first frame's as usual.
+    """
+    small = _resize_labels(labels, size)
+    areas = np.stack([np.bincount(f.ravel(), minlength=int(small.max()) + 1) for f in small])  # (T, ids)
+    areas[:, 0] = 0  # background
+    candidates = []
+    for start in range(small.shape[0] - length + 1):
+        for backwards in (False, True):
+            idx = np.arange(start, start + length)
+            if backwards:
+                idx = idx[::-1]
+            a = areas[idx]
+            gone = np.argmax(a[::-1] > 0, axis=0)  # how many last frames each object is absent on
+            ending = (a[0] >= MIN_AREA) & (gone >= 1) & (gone <= END_FRAMES)
+            candidates += [(idx, int(k)) for k in np.nonzero(ending)[0]]
+    if not candidates:
+        return None
+    idx, obj = candidates[int(rng.integers(len(candidates)))]
+    lab = small[idx]
+    ids, first_areas = np.unique(lab[0], return_counts=True)
+    others = ids != obj
+    picked = _pick(ids[others], first_areas[others], max_objects - 1, rng)
+    return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
+
+
 def clip_from_stack(
     image: np.ndarray,
     labels: np.ndarray,
@@ -139,24 +189,36 @@ def clip_from_stack(
     rng: np.random.Generator,
     *,
     augment: bool = True,
+    p_end: float = 0.0,
 ) -> Clip | None:
     """A clip of ``length`` consecutive frames of a (T, H, W) stack, forwards or backwards,
-    tracking up to ``max_objects`` objects present on its first frame (None if none is)."""
+    tracking up to ``max_objects`` objects present on its first frame (None if none is).
+
+    With probability ``p_end`` an ending clip: an object of the first frame is gone on the
+    last 1 to :data:`END_FRAMES` frames and is ``masks[:, 0]`` (None if the stack has no
+    such window). ``p_end=0`` draws nothing more from ``rng`` than before it existed.
+    """
     n = image.shape[0]
     if n < length:
         return None
-    for _ in range(8):
-        start = int(rng.integers(0, n - length + 1))
-        idx = np.arange(start, start + length)
-        if rng.uniform() < 0.5:
-            idx = idx[::-1]
-        lab = _resize_labels(labels[idx], size)
-        ids, areas = np.unique(lab[0], return_counts=True)
-        picked = _pick(ids, areas, max_objects, rng)
-        if picked.size:
-            break
+    if p_end > 0 and rng.uniform() < p_end:
+        ending = _ending_window(labels, size, length, max_objects, rng)
+        if ending is None:
+            return None
+        idx, lab, picked = ending
     else:
-        return None
+        for _ in range(8):
+            start = int(rng.integers(0, n - length + 1))
+            idx = np.arange(start, start + length)
+            if rng.uniform() < 0.5:
+                idx = idx[::-1]
+            lab = _resize_labels(labels[idx], size)
+            ids, areas = np.unique(lab[0], return_counts=True)
+            picked = _pick(ids, areas, max_objects, rng)
+            if picked.size:
+                break
+        else:
+            return None
     frames = image[idx]
     if augment:
         frames, lab = _flip_turn([frames, lab], rng)
@@ -183,21 +245,35 @@ def synthetic_image_batch(
 
 
 def synthetic_clip(
-    seed: int, size: int, length: int, max_objects: int, styles: tuple[str, ...] | None = None
+    seed: int,
+    size: int,
+    length: int,
+    max_objects: int,
+    styles: tuple[str, ...] | None = None,
+    *,
+    p_end: float = 0.0,
 ) -> Clip:
-    """A fresh synthetic clip: a time-lapse (60%) or a z-stack (40%), seeded."""
+    """A fresh synthetic clip: a time-lapse (60%) or a z-stack (40%), seeded.
+
+    With probability ``p_end`` an ending clip (:func:`clip_from_stack`), from a stack drawn
+    until one has an object that ends. Its time-lapse is as long as the z-stacks (``length
+    + 8``), not ``length``: then about 3 in 4 have one (a cell leaving the field or hidden,
+    or, tracked backwards, a daughter cell before its birth), against about 1 in 8; every
+    z-stack has a nucleus ending in z.
+    """
     rng = np.random.default_rng(seed)
     kw = {} if styles is None else {"styles": styles}
+    end = p_end > 0 and rng.uniform() < p_end  # drawn once: a stack without an end is redrawn
     for _ in range(20):
         s = int(rng.integers(2**31))
         if rng.uniform() < 0.6:
-            stack = cell_timelapse(length, (size, size), seed=s, **kw)
+            stack = cell_timelapse(length + 8 if end else length, (size, size), seed=s, **kw)
         else:
             stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
-        clip = clip_from_stack(stack.image, stack.labels, size, length, max_objects, rng)
+        clip = clip_from_stack(stack.image, stack.labels, size, length, max_objects, rng, p_end=float(end))
         if clip is not None:
             return clip
-    raise RuntimeError("could not make a synthetic clip with an object on its first frame")
+    raise RuntimeError(f"could not make a synthetic clip with an object {'ending' if end else 'on its first frame'}")
 
 
 Sampler = Callable[[int], "ImageBatch | Clip"]
