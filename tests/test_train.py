@@ -13,6 +13,7 @@ from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEG
 from napari_sam2.engine.preprocess import percentile_window
 from napari_sam2.model.sam2 import SAM2
 from napari_sam2.train import data as data_module
+from napari_sam2.train import steps as steps_module
 from napari_sam2.train.data import END_FRAMES, Clip, clip_from_stack, synthetic_clip, synthetic_image_batch
 from napari_sam2.train.losses import segmentation_loss
 from napari_sam2.train.prompts import correction_click, first_prompt, sample_box, sample_click
@@ -180,6 +181,33 @@ def test_default_clips_are_the_clips_of_before():
             assert torch.equal(clip.frames, clips[0].frames) and np.array_equal(clip.masks, clips[0].masks)
     a, b = synthetic_clip(5, 64, 4, 3), synthetic_clip(5, 64, 4, 3, p_end=0.0)
     assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+
+
+def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, monkeypatch: pytest.MonkeyPatch):
+    # one object filling the frame, gone on frame 2: the fixture's model predicts it present
+    # everywhere (object score) with some pixels on, so its IoU is > 0 on every frame but 0 on frame 2
+    t_len, absent = 4, 2
+    masks = np.ones((t_len, 1, 256, 256), dtype=bool)
+    masks[absent] = False
+    clip = Clip(torch.randn(t_len, 3, 256, 256, generator=torch.Generator().manual_seed(0)), masks)
+    corrected = []
+
+    def spy(pred, gt, rng):
+        corrected.append(next(t for t in range(t_len) if np.shares_memory(gt, clip.masks[t])))
+        return correction_click(pred, gt, rng)
+
+    monkeypatch.setattr(steps_module, "correction_click", spy)
+    with torch.no_grad():
+        for seed in range(3):
+            video_step(small_model, clip, np.random.default_rng(seed), p_mask_prompt=0.0, p_correction=1.0,
+                       correction_at="worst")  # fmt: skip
+        assert corrected == [absent] * 3
+        corrected.clear()
+        for seed in range(6):  # the same clips corrected on random frames
+            video_step(small_model, clip, np.random.default_rng(seed), p_mask_prompt=0.0, p_correction=1.0)
+        assert len(corrected) == 6 and set(corrected) != {absent}
+    with pytest.raises(ValueError, match="correction_at"):
+        video_step(small_model, clip, np.random.default_rng(0), correction_at="first")
 
 
 def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

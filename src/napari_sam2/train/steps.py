@@ -8,6 +8,15 @@
   (same memory selection, :mod:`napari_sam2.engine.tracking`); sometimes a correction
   click on a later frame makes it a conditioning frame. Loss on every frame, including
   whether the object is present.
+
+Where the correction goes. On a random frame (the shipped model's training) it rarely
+meets the failure people correct: an object that has ended (a nucleus out of focus in z,
+a cell gone from the field) still followed on a neighbour. ``correction_at="worst"``
+corrects as the evaluation and a user do: on the frame a first tracking pass gets most
+wrong -- there, mostly, a negative click on such a false positive -- and then tracks the
+clip again with that frame in every frame's memory, as the plugin propagates again after
+a correction. A conditioning frame showing the object gone must then drop it where it is
+gone without losing it where it is present, which a model that never saw one gets wrong.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from ..engine.tracking import gather_memory
 from ..model.prompt_encoder import NEGATIVE, POSITIVE
 from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from .data import Clip, ImageBatch
+from .evaluate import mask_iou
 from .losses import segmentation_loss
 from .prompts import correction_click, first_prompt, pad_clicks
 
@@ -144,25 +154,51 @@ def _condition(model: SAM2, bank: _Bank, frame: int, feats: ImageFeatures, n: in
 
 def video_step(
     model: SAM2, clip: Clip, rng: np.random.Generator, *, p_mask_prompt: float = 0.15, p_correction: float = 0.4,
+    correction_at: str = "random",
     virtual_length: int = 32,
     features: ImageFeatures | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one clip tracked from prompts on its first frame (``features``: as in
-    :func:`image_step`, the clip's frames already encoded)."""
+    :func:`image_step`, the clip's frames already encoded).
+
+    A share ``p_correction`` of the clips gets a correction click on one later frame, which
+    becomes a conditioning frame. ``correction_at`` says where and how:
+
+    ``"random"``
+        A uniformly random frame, corrected as the tracking reaches it: only the frames
+        after it see it.
+    ``"worst"``
+        As :func:`~napari_sam2.train.evaluate.evaluate_tracking` corrects: the frame where
+        the tracking without a correction is worst (lowest mean IoU of the objects, by
+        :func:`~napari_sam2.train.evaluate.mask_iou`: an absent object's false positive
+        scores 0 and gets a negative click). A first pass without gradients tracks the clip
+        to find it; then the prompted frame, the corrected frame (conditioned on that
+        pass's memories, as a click refines an already tracked frame) and the other frames
+        in order, every one of them seeing both conditioning frames, as when the plugin
+        propagates again after a correction (SAM 2 puts every conditioning frame in every
+        frame's memory): the frames before the corrected one are trained with it too. The
+        first pass costs a forward pass of the memory and heads, not of the image encoder.
+    """
+    if correction_at not in ("random", "worst"):
+        raise ValueError(f"correction_at must be 'random' or 'worst', not {correction_at!r}")
     cfg = model.config
     size = cfg.image_size
     device = model.device
     t_len, n = clip.masks.shape[:2]
     feats_all = model.encode_image(clip.frames.to(device)) if features is None else features
+    num_frames = max(virtual_length, t_len)
     loss_size = _loss_size(model)
     target = _target(clip.masks[:, :, None], loss_size, device)  # (T, N, 1, L, L)
-    bank = _Bank()
     total = torch.zeros((), device=device)
     log = {"mask": 0.0, "iou": 0.0, "obj": 0.0}
     ious = []
-    correct_at = int(rng.integers(1, t_len)) if (t_len > 1 and rng.uniform() < p_correction) else -1
+    corrected = t_len > 1 and rng.uniform() < p_correction
+    correct_at = int(rng.integers(1, t_len)) if corrected and correction_at == "random" else -1
     # one prompt kind per clip, so all objects share SAM's multimask rule
     kind = rng.choice(["click", "box", "mask"], p=[0.6 - p_mask_prompt / 2, 0.4 - p_mask_prompt / 2, p_mask_prompt])
+    clicks0 = None
+    if kind != "mask":
+        clicks0 = [first_prompt(m, rng, p_box=1.0 if kind == "box" else 0.0, p_multi=0.0) for m in clip.masks[0]]
 
     def loss_of(out: TrackOutput, multimask: bool, t: int) -> None:
         nonlocal total
@@ -173,46 +209,81 @@ def video_step(
             log[k] += v / t_len
         ious.append(float(best_iou.mean()))
 
-    for t in range(t_len):
-        f = feats_all.select(t)
-        fe = f.expand(n)
-        if t == 0:
-            pix = model.no_memory_features(fe)
-            if kind == "mask":
-                mask0 = torch.from_numpy(clip.masks[0][:, None]).to(device).float()
-                out = model.mask_as_output(fe.embed, fe.high_res, mask0)
-            else:
-                clicks = [
-                    first_prompt(m, rng, p_box=1.0 if kind == "box" else 0.0, p_multi=0.0) for m in clip.masks[0]
-                ]
-                coords, labels = _tensor_clicks(clicks, device)
-                multimask = model.use_multimask(True, coords.shape[1])
-                out = model.track_heads(pix, fe.high_res, coords, labels, None, multimask)
-                loss_of(out, multimask, 0)
-            is_cond = True
-        else:
-            pix = _condition(model, bank, t, f, n, max(virtual_length, t_len))
-            multimask = model.use_multimask(False, 0)
-            out = model.track_heads(pix, fe.high_res, None, None, None, multimask)
-            loss_of(out, multimask, t)
-            is_cond = False
-            if t == correct_at:
-                pred = (out.high_res_logits.detach()[:, 0] > 0).cpu().numpy()
-                clicks = []
-                for p, g in zip(pred, clip.masks[t]):
-                    if g.any():
-                        (x, y), label = correction_click(p, g, rng)
-                    else:  # the object is gone: a negative click on whatever is predicted
-                        (x, y), label = (correction_click(p, g, rng) if p.any() else ((size / 2, size / 2), NEGATIVE))
-                    clicks.append((np.array([[x, y]], dtype=np.float32), np.array([label])))
-                coords, labels = _tensor_clicks(clicks, device)
-                prev = out.logits.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
-                multimask = model.use_multimask(False, 1)
-                out = model.track_heads(pix, fe.high_res, coords, labels, prev, multimask)
-                loss_of(out, multimask, t)
-                is_cond = True
+    def remember(bank: _Bank, t: int, out: TrackOutput, is_cond: bool) -> None:
+        fe = feats_all.select(t).expand(n)
         mem, _ = model.encode_memory(fe.embed, out.high_res_logits, out.object_score, is_mask_from_pts=is_cond)
         (bank.cond if is_cond else bank.non_cond)[t] = (mem, out.obj_ptr)
+
+    def prompted(train: bool) -> TrackOutput:
+        """Frame 0 decoded from the objects' first prompts (a conditioning frame)."""
+        fe = feats_all.select(0).expand(n)
+        if clicks0 is None:
+            mask0 = torch.from_numpy(clip.masks[0][:, None]).to(device).float()
+            return model.mask_as_output(fe.embed, fe.high_res, mask0)
+        pix = model.no_memory_features(fe)
+        coords, labels = _tensor_clicks(clicks0, device)
+        multimask = model.use_multimask(True, coords.shape[1])
+        out = model.track_heads(pix, fe.high_res, coords, labels, None, multimask)
+        if train:
+            loss_of(out, multimask, 0)
+        return out
+
+    def tracked(t: int, bank: _Bank, train: bool) -> tuple[torch.Tensor, TrackOutput]:
+        """Frame ``t`` decoded from its memory-conditioned features (and those features)."""
+        f = feats_all.select(t)
+        pix = _condition(model, bank, t, f, n, num_frames)
+        multimask = model.use_multimask(False, 0)
+        out = model.track_heads(pix, f.expand(n).high_res, None, None, None, multimask)
+        if train:
+            loss_of(out, multimask, t)
+        return pix, out
+
+    def correct(t: int, pix: torch.Tensor, out: TrackOutput) -> TrackOutput:
+        """Frame ``t`` decoded again with a correction click per object and the tracked mask."""
+        pred = (out.high_res_logits.detach()[:, 0] > 0).cpu().numpy()
+        clicks = []
+        for p, g in zip(pred, clip.masks[t]):
+            if g.any():
+                (x, y), label = correction_click(p, g, rng)
+            else:  # the object is gone: a negative click on whatever is predicted
+                (x, y), label = (correction_click(p, g, rng) if p.any() else ((size / 2, size / 2), NEGATIVE))
+            clicks.append((np.array([[x, y]], dtype=np.float32), np.array([label])))
+        coords, labels = _tensor_clicks(clicks, device)
+        prev = out.logits.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
+        multimask = model.use_multimask(False, 1)
+        out = model.track_heads(pix, feats_all.select(t).expand(n).high_res, coords, labels, prev, multimask)
+        loss_of(out, multimask, t)
+        return out
+
+    bank = _Bank()
+    if corrected and correction_at == "worst":
+        with torch.no_grad():  # the tracking the correction is made on
+            first = _Bank()
+            remember(first, 0, prompted(train=False), True)
+            frame_iou = []  # of frames 1, 2, ...
+            for t in range(1, t_len):
+                out = tracked(t, first, train=False)[1]
+                pred = (out.high_res_logits[:, 0] > 0).cpu().numpy()
+                frame_iou.append(np.mean([mask_iou(p, g) for p, g in zip(pred, clip.masks[t])]))
+                remember(first, t, out, False)
+        correct_at = 1 + int(np.argmin(frame_iou))  # the earliest of equally bad frames
+        remember(bank, 0, prompted(train=True), True)
+        seen = _Bank()  # what the first pass remembered before the corrected frame, and frame 0
+        seen.cond = bank.cond
+        seen.non_cond = {t: m for t, m in first.non_cond.items() if t < correct_at}
+        pix, out = tracked(correct_at, seen, train=True)
+        remember(bank, correct_at, correct(correct_at, pix, out), True)
+        for t in range(1, t_len):
+            if t != correct_at:
+                remember(bank, t, tracked(t, bank, train=True)[1], False)
+    else:
+        remember(bank, 0, prompted(train=True), True)
+        for t in range(1, t_len):
+            pix, out = tracked(t, bank, train=True)
+            is_cond = t == correct_at
+            if is_cond:
+                out = correct(t, pix, out)
+            remember(bank, t, out, is_cond)
     log["iou_track"] = float(np.mean(ious)) if ious else 0.0
     log["objects"] = float(n)
     return total, log
