@@ -15,6 +15,7 @@ from napari_sam2.model.sam2 import SAM2
 from napari_sam2.train import data as data_module
 from napari_sam2.train import steps as steps_module
 from napari_sam2.train.data import END_FRAMES, Clip, clip_from_stack, synthetic_clip, synthetic_image_batch
+from napari_sam2.train.loop import TrainSettings
 from napari_sam2.train.losses import segmentation_loss
 from napari_sam2.train.prompts import correction_click, first_prompt, sample_box, sample_click
 from napari_sam2.train.steps import image_step, video_step
@@ -183,6 +184,14 @@ def test_default_clips_are_the_clips_of_before():
     assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
 
 
+def test_the_committed_run_record_is_the_default_settings():
+    record = json.loads(
+        (Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/settings.json").read_text()
+    )
+    record["freeze"] = tuple(record["freeze"])
+    assert TrainSettings(**record) == TrainSettings()  # the new knobs default to what that run did
+
+
 def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, monkeypatch: pytest.MonkeyPatch):
     # one object filling the frame, gone on frame 2: the fixture's model predicts it present
     # everywhere (object score) with some pixels on, so its IoU is > 0 on every frame but 0 on frame 2
@@ -208,6 +217,21 @@ def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, mo
         assert len(corrected) == 6 and set(corrected) != {absent}
     with pytest.raises(ValueError, match="correction_at"):
         video_step(small_model, clip, np.random.default_rng(0), correction_at="first")
+
+
+def test_training_command_records_the_ending_and_correction_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from napari_sam2.train import __main__ as cmd
+
+    monkeypatch.setattr(cmd, "CELLS_CONFIG", SMALL_CONFIG)
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--steps", "1", "--warmup", "1", "--threads", "1", "--video-fraction", "1",
+            "--video-start", "0", "--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1"]  # fmt: skip
+    assert cmd.main(args) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["end_fraction"], settings["correction_at"], settings["correction_fraction"]) == (0.5, "worst", 1.0)
+    assert "video/loss" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])  # a clip step ran
+    with pytest.raises(SystemExit):
+        cmd.main(["--out", str(tmp_path / "bad"), "--correction-at", "first"])
 
 
 def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -7,6 +7,11 @@ The final fp16 weights are written to ``OUT/model.pt``.
 
 A later training phase starts from a finished model with its own schedule, e.g. one that
 trains tracking more: ``--init-from runs/cells/model.pt --video-fraction 0.8 --video-start 0``.
+Where objects end (a nucleus in z, a cell leaving the field) the shipped model follows a
+neighbour, and a negative correction there hurts the whole track: ``--end-fraction`` makes
+that share of the clips show an object ending, ``--correction-at worst`` puts the
+correction click where tracking fails, as the evaluation does, and ``--correction-fraction``
+is the share of clips corrected. Their defaults are what the shipped run did.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video-fraction", type=float, default=defaults.video_fraction, help="share of clip steps")
     p.add_argument("--video-start", type=float, default=defaults.video_start,
                    help="fraction of the run trained on images only")  # fmt: skip
+    p.add_argument("--end-fraction", type=float, default=defaults.end_fraction,
+                   help="share of clips in which an object ends (is absent on the last 1-4 frames)")  # fmt: skip
+    p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
+                   help="share of clips with a correction click")  # fmt: skip
+    p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
+                   help="the corrected frame: a random one, or the worst of a first tracking pass")  # fmt: skip
     p.add_argument("--init-from", default=None, help="start from this model's weights (a new phase)")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
     args = p.parse_args(argv)
@@ -48,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         video_fraction=args.video_fraction,
         video_start=args.video_start,
+        end_fraction=args.end_fraction,
+        correction_fraction=args.correction_fraction,
+        correction_at=args.correction_at,
     )
     torch.manual_seed(settings.seed)
     model = SAM2(CELLS_CONFIG)
@@ -64,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         settings,
         image_batches=lambda s: synthetic_image_batch(s, size, settings.images_per_step, settings.objects_per_image),
-        clips=lambda s: synthetic_clip(s, size, settings.clip_length, settings.objects_per_clip),
+        clips=lambda s: synthetic_clip(
+            s, size, settings.clip_length, settings.objects_per_clip, p_end=settings.end_fraction
+        ),
         stop_after_minutes=args.minutes,
     )
     import json

@@ -50,6 +50,10 @@ class TrainSettings:
     objects_per_clip: int = 3
     video_fraction: float = 0.4  # share of steps that train on clips (after video_start)
     video_start: float = 0.15  # fraction of the run trained on images only
+    # later phases (the defaults are what the shipped run did, whose settings.json lacks them):
+    end_fraction: float = 0.0  # share of synthetic clips in which an object ends (data.synthetic_clip)
+    correction_fraction: float = 0.4  # share of clips with a correction click (steps.video_step)
+    correction_at: str = "random"  # where it goes: "random" or "worst" (steps.video_step)
     freeze: tuple[str, ...] = ()  # (dotted) module names not trained (e.g. "image_encoder")
     checkpoint_minutes: float = 5.0
     log_every: int = 10
@@ -137,7 +141,10 @@ def train(
             t0 = time.monotonic()
             if video:
                 clip = clips(seed)
-                loss, parts = video_step(model, clip, rng, features=clip.features)
+                loss, parts = video_step(
+                    model, clip, rng, p_correction=settings.correction_fraction,
+                    correction_at=settings.correction_at, features=clip.features,
+                )  # fmt: skip
             else:
                 batch = image_batches(seed)
                 loss, parts = image_step(model, batch, rng, corrections=settings.corrections, features=batch.features)
