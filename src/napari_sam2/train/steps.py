@@ -209,14 +209,18 @@ def video_step(
             log[k] += v / t_len
         ious.append(float(best_iou.mean()))
 
+    # each frame's features sliced once, and repeated once for the objects
+    frame = [feats_all.select(t) for t in range(t_len)]
+    frame_n = [f.expand(n) for f in frame]
+
     def remember(bank: _Bank, t: int, out: TrackOutput, is_cond: bool) -> None:
-        fe = feats_all.select(t).expand(n)
+        fe = frame_n[t]
         mem, _ = model.encode_memory(fe.embed, out.high_res_logits, out.object_score, is_mask_from_pts=is_cond)
         (bank.cond if is_cond else bank.non_cond)[t] = (mem, out.obj_ptr)
 
     def prompted(train: bool) -> TrackOutput:
         """Frame 0 decoded from the objects' first prompts (a conditioning frame)."""
-        fe = feats_all.select(0).expand(n)
+        fe = frame_n[0]
         if clicks0 is None:
             mask0 = torch.from_numpy(clip.masks[0][:, None]).to(device).float()
             return model.mask_as_output(fe.embed, fe.high_res, mask0)
@@ -230,10 +234,9 @@ def video_step(
 
     def tracked(t: int, bank: _Bank, train: bool) -> tuple[torch.Tensor, TrackOutput]:
         """Frame ``t`` decoded from its memory-conditioned features (and those features)."""
-        f = feats_all.select(t)
-        pix = _condition(model, bank, t, f, n, num_frames)
+        pix = _condition(model, bank, t, frame[t], n, num_frames)
         multimask = model.use_multimask(False, 0)
-        out = model.track_heads(pix, f.expand(n).high_res, None, None, None, multimask)
+        out = model.track_heads(pix, frame_n[t].high_res, None, None, None, multimask)
         if train:
             loss_of(out, multimask, t)
         return pix, out
@@ -251,7 +254,7 @@ def video_step(
         coords, labels = _tensor_clicks(clicks, device)
         prev = out.logits.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
         multimask = model.use_multimask(False, 1)
-        out = model.track_heads(pix, feats_all.select(t).expand(n).high_res, coords, labels, prev, multimask)
+        out = model.track_heads(pix, frame_n[t].high_res, coords, labels, prev, multimask)
         loss_of(out, multimask, t)
         return out
 
