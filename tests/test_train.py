@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,21 @@ def test_the_committed_run_record_is_the_default_settings():
     )
     record["freeze"] = tuple(record["freeze"])
     assert TrainSettings(**record) == TrainSettings()  # the new knobs default to what that run did
+
+
+def test_the_phase2_run_record_uses_the_ending_clips_and_worst_frame_corrections():
+    # the shipped model's second phase: its settings load into today's TrainSettings and
+    # differ from the defaults exactly where docs/model.md says they do
+    folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/phase2"
+    record = json.loads((folder / "settings.json").read_text())
+    record["freeze"] = tuple(record["freeze"])
+    settings = TrainSettings(**record)
+    changed = {k for k, v in asdict(settings).items() if v != getattr(TrainSettings(), k)}
+    assert changed == {"steps", "lr", "warmup", "seed", "video_fraction", "video_start", "end_fraction",
+                       "correction_fraction", "correction_at"}
+    assert (settings.end_fraction, settings.correction_at, settings.correction_fraction) == (0.4, "worst", 0.6)
+    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == settings.steps
 
 
 def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, monkeypatch: pytest.MonkeyPatch):

@@ -5,13 +5,15 @@ synthetic images and clips at every step (:mod:`napari_sam2.data.cells`). Re-run
 same command resumes; ``--minutes`` stops early (resumable) to split a run over sessions.
 The final fp16 weights are written to ``OUT/model.pt``.
 
-A later training phase starts from a finished model with its own schedule, e.g. one that
-trains tracking more: ``--init-from runs/cells/model.pt --video-fraction 0.8 --video-start 0``.
-Where objects end (a nucleus in z, a cell leaving the field) the shipped model follows a
-neighbour, and a negative correction there hurts the whole track: ``--end-fraction`` makes
-that share of the clips show an object ending, ``--correction-at worst`` puts the
-correction click where tracking fails, as the evaluation does, and ``--correction-fraction``
-is the share of clips corrected. Their defaults are what the shipped run did.
+A later training phase starts from a finished model with its own schedule
+(``--init-from``). The shipped model has two phases (commands in docs/model.md): phase 1
+from random weights with the defaults, then phase 2, which trains tracking more and
+teaches that objects end. Where an object ends (a nucleus in z, a cell leaving the field)
+the phase-1 model followed a neighbour, and a negative correction there hurt the whole
+track: ``--end-fraction`` makes that share of the clips show an object ending,
+``--correction-at worst`` puts the correction click where tracking fails, as the
+evaluation does, and ``--correction-fraction`` is the share of clips corrected. Their
+defaults are what phase 1 did.
 """
 
 from __future__ import annotations
