@@ -242,10 +242,11 @@ def test_training_command_records_the_ending_and_correction_options(tmp_path: Pa
     out = tmp_path / "run"
     run = ["--out", str(out), "--steps", "1", "--warmup", "1", "--threads", "1"]
     run += ["--video-fraction", "1", "--video-start", "0"]  # one clip step
-    new = ["--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1"]
+    new = ["--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1", "--clip-length", "3"]
     assert cmd.main(run + new) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["end_fraction"], settings["correction_at"], settings["correction_fraction"]) == (0.5, "worst", 1.0)
+    assert settings["clip_length"] == 3
     assert "video/loss" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     with pytest.raises(SystemExit):
         cmd.main(["--out", str(tmp_path / "bad"), "--correction-at", "first"])

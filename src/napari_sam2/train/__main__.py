@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of clips with a correction click")  # fmt: skip
     p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
                    help="the corrected frame: a random one, or the worst of a first tracking pass")  # fmt: skip
+    p.add_argument("--clip-length", type=int, default=defaults.clip_length,
+                   help="frames per training clip (longer clips put corrections further from the first prompt)")  # fmt: skip
     p.add_argument("--init-from", default=None, help="start from this model's weights (a new phase)")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
     args = p.parse_args(argv)
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         end_fraction=args.end_fraction,
         correction_fraction=args.correction_fraction,
         correction_at=args.correction_at,
+        clip_length=args.clip_length,
     )
     torch.manual_seed(settings.seed)
     model = SAM2(CELLS_CONFIG)
