@@ -25,11 +25,10 @@ import sys
 import time
 from collections import defaultdict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import REPO, have_reference, load_fixture_script, machine, median
+from common import REPO, have_reference, load_fixture_script, machine, median, official_video_state, timeit
 
 MODULES = ("image_encoder", "memory_attention", "memory_encoder", "sam_mask_decoder")
 
@@ -93,11 +92,8 @@ def fused_kernel_seconds(dtype: torch.dtype, layers: int, repeat: int = 3) -> fl
     k = torch.randn(1, 1, 7 * 4096 + 64, 256, generator=g).to(dtype)
     v = torch.randn(1, 1, 7 * 4096 + 64, 256, generator=g).to(dtype)
     with torch.inference_mode():
-        F.scaled_dot_product_attention(q, k, v)
-        t = time.perf_counter()
-        for _ in range(repeat):
-            F.scaled_dot_product_attention(q, k, v)
-    return (time.perf_counter() - t) / repeat * layers
+        seconds = timeit(lambda: F.scaled_dot_product_attention(q, k, v), repeat)
+    return sum(seconds) / repeat * layers
 
 
 def main() -> None:
@@ -128,10 +124,7 @@ def main() -> None:
     if not args.skip_official:
         timers = Timers()
         timers.instrument(official)
-        tools.patch_bf16_memory_read(official)
-        images = tools.preprocess(frames, cfg.image_size, tools.mf.DEFAULT_SHIM)
-        with tools.frames_loader(images, h, w):
-            state = official.init_state(video_path="<bench>")
+        state = official_video_state(tools, official, frames, cfg.image_size)
         official.add_new_points_or_box(state, 0, 1, points=points, labels=labels)
         results["official"] = summarise(*per_frame(official.propagate_in_video(state), timers), full)
     del official
@@ -145,8 +138,7 @@ def main() -> None:
             session.add_prompt(0, 1, points=points, labels=labels)
             results[dtype] = summarise(*per_frame(session.propagate(), timers), full)
     layers = cfg.memory_attention_layers
-    kernels = {name: fused_kernel_seconds(dt, layers) for name, dt in (("float32", torch.float32),
-                                                                     ("bfloat16", torch.bfloat16))}
+    kernels = {name: fused_kernel_seconds(getattr(torch, name), layers) for name in ("float32", "bfloat16")}
     info = machine()
     print(f"# {args.model}, random weights, {args.frames} frames {h}x{w}, 1 object; median s per full-bank frame")
     print(f"# {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['torch_threads']} threads")

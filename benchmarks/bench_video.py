@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from common import REPO, have_reference, load_fixture_script, machine, median
+from common import REPO, have_reference, load_fixture_script, machine, median, official_video_state
 
 sys.path.insert(0, str(REPO / "tests"))
 from parity import mask_iou  # noqa: E402
@@ -86,10 +86,7 @@ def main() -> None:
 
     gens = {}
     if not args.skip_official:
-        tools.patch_bf16_memory_read(official)
-        images = tools.preprocess(frames, cfg.image_size, tools.mf.DEFAULT_SHIM)
-        with tools.frames_loader(images, h, w):
-            state = official.init_state(video_path="<bench>")
+        state = official_video_state(tools, official, frames, cfg.image_size)
         official.add_new_points_or_box(state, 0, 1, points=click[0], labels=click[1])
         if args.objects == 2:
             official.add_new_points_or_box(state, 0, 2, box=box)

@@ -67,3 +67,13 @@ def load_fixture_script(stem: str = "make_fixtures"):
 
 def have_reference() -> bool:
     return importlib.util.find_spec("sam2") is not None
+
+
+def official_video_state(tools, official, frames, image_size: int):
+    """The official predictor's inference state on (T, H, W, 3) uint8 ``frames``, loaded as
+    the video parity fixtures load them (``tools``: tests/fixtures/make_video_fixtures.py),
+    with its bfloat16 memory read patched so that backward runs do not crash on CPU."""
+    tools.patch_bf16_memory_read(official)
+    images = tools.preprocess(frames, image_size, tools.mf.DEFAULT_SHIM)
+    with tools.frames_loader(images, *frames.shape[1:3]):
+        return official.init_state(video_path="<bench>")
