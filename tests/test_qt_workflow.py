@@ -62,10 +62,13 @@ def test_click_propagate_correct_commit_and_save_round_trip(make_napari_viewer, 
     click(widget, 4, rows[len(rows) // 2], cols[len(cols) // 2])
     assert list(seg.points.features["positive"]) == [True, False]
     assert seg.session.features.encoded_count == 6
-    after = plane(widget, seg.preview.data, 4)
+    after = plane(widget, seg.preview.data, 4).copy()
     assert not np.array_equal(before, after)
+    corrected = seg.session.result(4).masks[seg.session.obj_ids.index(1)].copy()
     widget.propagate_button.changed.emit()
     assert seg.session.features.encoded_count == 6
+    # the correction survives propagating again from the first prompted slice (2)
+    np.testing.assert_array_equal(seg.session.result(4).masks[seg.session.obj_ids.index(1)], corrected)
 
     # 5. commit writes exactly the preview into the empty result layer
     widget.commit_button.changed.emit()

@@ -124,7 +124,7 @@ class Segmenter:
                 old.reset()
                 session = old
             else:  # reads a few frames for the intensity window
-                session = VideoSession(model, spec.frames())
+                session = VideoSession(model, spec.frames(), corrections_as_conditioning=True)
             yield Progress(2, 2)
             return model, session
 
