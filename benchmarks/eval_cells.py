@@ -98,6 +98,10 @@ def fmt(x: float | None) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
 
+def change(before: dict, after: dict | None, key: str) -> str:
+    return str(before[key]) if after is None else f"{before[key]} -> {after[key]}"
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "not met")
 
@@ -176,6 +180,12 @@ def print_table(res: dict) -> None:
     for kind in tracked:
         r = res[f"tracking_{kind}"]
         print(f"  {kind:<18}{r['count']:>6}  {min(r['frames'], default=0):>6}   {fmt(r['mean_before'])}   {fmt(r['mean_after'])}")
+    if tracked:
+        print("\nlost frames         dropped (there, empty mask)  spilled (gone, mask shown)   before -> after")
+    for kind in tracked:
+        b, a = res[f"tracking_{kind}"].get("lost_before"), res[f"tracking_{kind}"].get("lost_after")
+        if b is not None:
+            print(f"  {kind:<18}{change(b, a, 'dropped'):>14}{change(b, a, 'spilled'):>29}")
 
     print("\ntargets")
     mean_ok = None if model is None or model["mean_iou"] is None else model["mean_iou"] >= TARGET_2D_MEAN

@@ -16,6 +16,7 @@ from napari_sam2.train.evaluate import (
     correction_click,
     evaluate_clicks,
     evaluate_tracking,
+    lost_frames,
     mask_iou,
 )
 
@@ -160,7 +161,10 @@ def test_evaluate_tracking_scores_every_frame_and_objects_independently(tiny_mod
             assert o["correction"]["frame"] == int(np.argmin(o["per_frame_before"]))
     # frames where object 2 is absent score exactly 1 or 0
     assert all(v in (0.0, 1.0) for v in two["per_frame_before"][3:])
+    assert two["lost_before"]["spilled"] == sum(v == 0.0 for v in two["per_frame_before"][3:])
     assert r["mean_before"] == pytest.approx(np.mean([o["before"] for o in r["objects"]]))
+    for key in ("lost_before", "lost_after"):
+        assert r[key] == {k: sum(o[key][k] for o in r["objects"]) for k in ("dropped", "spilled")}
 
     # tracking object 2 alone gives the same numbers: objects are tracked and scored independently
     alone = evaluate_tracking(tiny_model, [(image, np.where(labels == 2, labels, 0))], objects_per_stack=2)
@@ -171,3 +175,13 @@ def test_evaluate_tracking_scores_every_frame_and_objects_independently(tiny_mod
     without = evaluate_tracking(tiny_model, [(image, labels)], objects_per_stack=1, correction=False)
     assert without["objects"][0]["per_frame_before"] == r["objects"][0]["per_frame_before"]
     assert without["mean_after"] is None and without["objects"][0]["correction"] is None
+
+
+def test_lost_frames_counts_dropped_and_spilled_frames():
+    gt = np.zeros((5, 6, 6), bool)
+    gt[:3, 1:4, 1:4] = True  # present on frames 0-2
+    pred = np.zeros_like(gt)
+    pred[0, 1:3, 1:3] = True  # 0: partly right (neither)
+    pred[3, 0, 0] = True  # 1, 2: empty while present (dropped); 3: a pixel while absent (spilled)
+    assert lost_frames(pred, gt) == {"dropped": 2, "spilled": 1}
+    assert lost_frames(gt, gt) == {"dropped": 0, "spilled": 0}

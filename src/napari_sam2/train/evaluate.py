@@ -41,6 +41,7 @@ __all__ = [
     "correction_click",
     "evaluate_clicks",
     "evaluate_tracking",
+    "lost_frames",
     "mask_iou",
 ]
 
@@ -312,6 +313,16 @@ def _per_frame(pred: np.ndarray, gt: np.ndarray) -> list[float]:
     return [mask_iou(p, g) for p, g in zip(pred, gt)]
 
 
+def lost_frames(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
+    """The two ways a track fails on a frame, counted over a (T, H, W) stack:
+    ``dropped``, the object is there and the mask is empty (the tracker let it go), and
+    ``spilled``, the object is not there and the mask is not empty (it follows something
+    else, e.g. a neighbour after the object ended)."""
+    present = gt.reshape(len(gt), -1).any(axis=1)
+    shown = pred.reshape(len(pred), -1).any(axis=1)
+    return {"dropped": int((present & ~shown).sum()), "spilled": int((~present & shown).sum())}
+
+
 def evaluate_tracking(
     model: SAM2,
     stacks: Iterable[Any],
@@ -357,9 +368,11 @@ def evaluate_tracking(
     dict
         ``objects``: one dict per object (``stack``, ``label``, ``click_frame``,
         ``frames_present``, ``before`` / ``after`` mean per-frame IoU, ``per_frame_before`` /
-        ``per_frame_after``, ``correction``: {frame, x, y, label} or None); ``mean_before``,
-        ``mean_after`` (means over objects; ``after`` is None without ``correction``),
-        ``count``, ``frames``: the number of frames of each stack.
+        ``per_frame_after``, ``correction``: {frame, x, y, label} or None, ``lost_before`` /
+        ``lost_after``: :func:`lost_frames`); ``mean_before``, ``mean_after`` (means over
+        objects; ``after`` is None without ``correction``), ``lost_before`` / ``lost_after``
+        (frame counts summed over objects), ``count``, ``frames``: the number of frames of
+        each stack.
     """
     records: list[dict[str, Any]] = []
     n_frames: list[int] = []
@@ -385,9 +398,11 @@ def evaluate_tracking(
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
                     "before": float(np.mean(before)), "per_frame_before": before,
                     "after": None, "per_frame_after": None, "correction": None,
+                    "lost_before": lost_frames(pred, gt), "lost_after": None,
                 }  # fmt: skip
                 if correction:
                     rec["after"], rec["per_frame_after"] = rec["before"], before
+                    rec["lost_after"] = rec["lost_before"]
                     worst = int(np.argmin(before))
                     if before[worst] < 1.0:
                         # the click refines the tracked mask on that frame, as in the plugin
@@ -396,7 +411,9 @@ def evaluate_tracking(
                         if worst == f0:  # a frame's prompts are replaced: keep the first click
                             points, labs = [click_point(gt[f0]), xy], [1, positive]
                         session.add_prompt(worst, obj, points=points, labels=labs)
-                        after = _per_frame(_propagate(session, obj, min(f0, worst)), gt)
+                        pred_after = _propagate(session, obj, min(f0, worst))
+                        after = _per_frame(pred_after, gt)
+                        rec["lost_after"] = lost_frames(pred_after, gt)
                         rec["after"], rec["per_frame_after"] = float(np.mean(after)), after
                         rec["correction"] = {"frame": worst, "x": xy[0], "y": xy[1], "label": positive}
                 records.append(rec)
@@ -405,10 +422,18 @@ def evaluate_tracking(
                     log(f"stack {s} object {obj}: mean per-frame IoU {rec['before']:.3f}{after_txt}")
     before_all = [r["before"] for r in records]
     after_all = [r["after"] for r in records] if correction else []
+
+    def lost(key: str) -> dict[str, int] | None:
+        if not records or records[0][key] is None:
+            return None
+        return {k: sum(r[key][k] for r in records) for k in ("dropped", "spilled")}
+
     return {
         "objects": records,
         "count": len(records),
         "mean_before": float(np.mean(before_all)) if before_all else None,
         "mean_after": float(np.mean(after_all)) if after_all else None,
+        "lost_before": lost("lost_before"),
+        "lost_after": lost("lost_after"),
         "frames": n_frames,
     }
