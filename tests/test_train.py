@@ -138,6 +138,34 @@ def test_every_synthetic_ending_clip_has_an_object_that_ends():
         assert 1 <= _gone_at_end(clip.masks[:, 0]) <= END_FRAMES
 
 
+def _gone_between(track: np.ndarray) -> bool:
+    """An object's (T, S, S) masks: there on the first and last frame, empty on one between."""
+    present = track.any(axis=(1, 2))
+    return bool(present[0] and present[-1] and not present[1:-1].all())
+
+
+def test_gap_clips_track_first_an_object_that_is_gone_in_between_and_back():
+    labels = np.zeros((10, 64, 64), dtype=np.uint16)
+    labels[:, 10:30, 10:30] = 1  # on every frame
+    labels[:, 40:60, 40:60] = 2
+    labels[4:6, 40:60, 40:60] = 0  # object 2 hidden on frames 4-5
+    image = (labels * 500 + 100).astype(np.uint16)
+    for seed in range(6):
+        clip = clip_from_stack(image, labels, 64, 5, 2, np.random.default_rng(seed), p_gap=1.0)
+        assert clip is not None and clip.masks.shape[1] == 2
+        assert _gone_between(clip.masks[:, 0])
+        assert clip.masks[:, 1].any(axis=(1, 2)).all()
+    labels[4:6, 40:60, 40:60] = 2  # nothing comes back any more
+    assert clip_from_stack(image, labels, 64, 5, 2, np.random.default_rng(0), p_gap=1.0) is None
+
+
+def test_every_synthetic_gap_clip_has_an_object_that_comes_back():
+    for seed in range(4):
+        clip = synthetic_clip(seed, 96, length=8, max_objects=3, p_gap=1.0)
+        assert clip.masks[0].any(axis=(1, 2)).all()
+        assert _gone_between(clip.masks[:, 0])
+
+
 def _clip_before_ending_clips(image, labels, size, length, max_objects, rng):
     """``clip_from_stack`` as it was before ending clips (verbatim), the reference below."""
     n = image.shape[0]
@@ -181,8 +209,11 @@ def test_default_clips_are_the_clips_of_before():
         assert states[0] == states[1] == states[2]
         for clip in clips[1:]:
             assert torch.equal(clip.frames, clips[0].frames) and np.array_equal(clip.masks, clips[0].masks)
-    a, b = synthetic_clip(5, 64, 4, 3), synthetic_clip(5, 64, 4, 3, p_end=0.0)
+    a, b = synthetic_clip(5, 64, 4, 3), synthetic_clip(5, 64, 4, 3, p_end=0.0, p_gap=0.0)
     assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+    for seed in range(3):  # gap clips leave the phase-2 mix (ending clips) as it was
+        c, d = synthetic_clip(seed, 64, 4, 3, p_end=1.0), synthetic_clip(seed, 64, 4, 3, p_end=1.0, p_gap=0.0)
+        assert torch.equal(c.frames, d.frames) and np.array_equal(c.masks, d.masks)
 
 
 def test_the_committed_run_record_is_the_default_settings():
@@ -243,10 +274,10 @@ def test_training_command_records_the_ending_and_correction_options(tmp_path: Pa
     run = ["--out", str(out), "--steps", "1", "--warmup", "1", "--threads", "1"]
     run += ["--video-fraction", "1", "--video-start", "0"]  # one clip step
     new = ["--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1", "--clip-length", "3"]
-    assert cmd.main(run + new) == 0
+    assert cmd.main(run + new + ["--gap-fraction", "0.25"]) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["end_fraction"], settings["correction_at"], settings["correction_fraction"]) == (0.5, "worst", 1.0)
-    assert settings["clip_length"] == 3
+    assert settings["clip_length"] == 3 and settings["gap_fraction"] == 0.25
     assert "video/loss" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     with pytest.raises(SystemExit):
         cmd.main(["--out", str(tmp_path / "bad"), "--correction-at", "first"])
