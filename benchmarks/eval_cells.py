@@ -12,8 +12,13 @@ Held-out seeds: training draws its sample seeds with ``rng.integers(2**31)``, i.
 The image's appearance is drawn from the same seed (``Appearance.sample``) and passed in,
 so that each image's style is known for the per-style table.
 
+``--split validation`` draws another held-out set (every seed + 1,000,000): choosing
+between training runs or checkpoints on it leaves the test set, whose numbers the docs
+quote, untouched by that choice.
+
     python benchmarks/eval_cells.py [--model napari-sam2-cells] [--images 100] [--stacks 6] [--threads 2]
     python benchmarks/eval_cells.py --baseline-only        # numpy only, no model
+    python benchmarks/eval_cells.py --split validation --model runs/x/model.pt --out /tmp/val.json
 
 Results go to benchmarks/results/cells_eval.json (``--out``).
 """
@@ -37,14 +42,17 @@ TARGET_TRACK_MEAN = 0.75
 TARGET_TRACK_FRAMES = 30
 SEED_BASE = 2**31
 SEED_OFFSET = {"images": 0, "timelapse": 100_000, "zstack": 200_000}
+SPLIT_OFFSET = {"test": 0, "validation": 1_000_000}
 
 
-def held_out_images(n: int, size: int, styles: tuple[str, ...]) -> tuple[list, list, list[int], list[str]]:
+def held_out_images(
+    n: int, size: int, styles: tuple[str, ...], split: str = "test"
+) -> tuple[list, list, list[int], list[str]]:
     from napari_sam2.data.cells import Appearance, cells_image
 
     images, labels, seeds, looks = [], [], [], []
     for i in range(n):
-        seed = SEED_BASE + SEED_OFFSET["images"] + i
+        seed = SEED_BASE + SPLIT_OFFSET[split] + SEED_OFFSET["images"] + i
         look = Appearance.sample(np.random.default_rng(seed), styles)
         sample = cells_image((size, size), seed=seed, appearance=look)
         images.append(sample.image)
@@ -54,11 +62,11 @@ def held_out_images(n: int, size: int, styles: tuple[str, ...]) -> tuple[list, l
     return images, labels, seeds, looks
 
 
-def held_out_stacks(kind: str, n: int, frames: int, size: int) -> tuple[list, list[int]]:
+def held_out_stacks(kind: str, n: int, frames: int, size: int, split: str = "test") -> tuple[list, list[int]]:
     from napari_sam2.data.cells import cell_timelapse, nuclei_zstack
 
     make = cell_timelapse if kind == "timelapse" else nuclei_zstack
-    seeds = [SEED_BASE + SEED_OFFSET[kind] + i for i in range(n)]
+    seeds = [SEED_BASE + SPLIT_OFFSET[split] + SEED_OFFSET[kind] + i for i in range(n)]
     return [make(frames, (size, size), seed=s) for s in seeds], seeds
 
 
@@ -116,6 +124,8 @@ def main() -> None:
     ap.add_argument("--objects-per-stack", type=int, default=3)
     ap.add_argument("--styles", default=None, help="comma-separated 2-D styles (default: the training styles)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--split", choices=tuple(SPLIT_OFFSET), default="test",
+                    help="which held-out set: test (quoted in the docs) or validation (to choose models on)")  # fmt: skip
     ap.add_argument("--baseline-only", action="store_true", help="only the classical 2-D baseline (no model)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cells_eval.json")
     args = ap.parse_args()
@@ -126,7 +136,7 @@ def main() -> None:
     from napari_sam2.train.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
 
     styles = tuple(args.styles.split(",")) if args.styles else TRAINING_STYLES
-    images, labels, image_seeds, image_styles = held_out_images(args.images, args.size, styles)
+    images, labels, image_seeds, image_styles = held_out_images(args.images, args.size, styles, args.split)
     report: dict = {
         "machine": machine(),
         "model": None if args.baseline_only else args.model,
@@ -134,6 +144,7 @@ def main() -> None:
             "images": args.images, "size": args.size, "styles": list(styles), "stacks_per_kind": args.stacks,
             "frames": args.frames, "objects_per_stack": args.objects_per_stack, "min_area": MIN_AREA,
             "compute_dtype": "float32", "seeds": "held out: 2**31 and up; training draws from 0 .. 2**31 - 1",
+            "split": args.split,
         },  # fmt: skip
         "seeds": {"images": image_seeds},
         "results": {},
@@ -154,7 +165,7 @@ def main() -> None:
         res["model_2d"] = {**clicks, "by_style": by_style(clicks, image_styles), "seconds": time.perf_counter() - t}
         print(f"model 2-D: {clicks['count']} objects, {res['model_2d']['seconds']:.1f} s")
         for kind in ("timelapse", "zstack"):
-            stacks, seeds = held_out_stacks(kind, args.stacks, args.frames, args.size)
+            stacks, seeds = held_out_stacks(kind, args.stacks, args.frames, args.size, args.split)
             report["seeds"][kind] = seeds
             t = time.perf_counter()
             track = evaluate_tracking(model, stacks, objects_per_stack=args.objects_per_stack, log=print)
