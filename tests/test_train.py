@@ -274,10 +274,10 @@ def test_training_command_records_the_ending_and_correction_options(tmp_path: Pa
     run = ["--out", str(out), "--steps", "1", "--warmup", "1", "--threads", "1"]
     run += ["--video-fraction", "1", "--video-start", "0"]  # one clip step
     new = ["--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1", "--clip-length", "3"]
-    assert cmd.main(run + new + ["--gap-fraction", "0.25"]) == 0
+    assert cmd.main(run + new + ["--gap-fraction", "0.25", "--timelapse-fraction", "0.3"]) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["end_fraction"], settings["correction_at"], settings["correction_fraction"]) == (0.5, "worst", 1.0)
-    assert settings["clip_length"] == 3 and settings["gap_fraction"] == 0.25
+    assert (settings["clip_length"], settings["gap_fraction"], settings["timelapse_fraction"]) == (3, 0.25, 0.3)
     assert "video/loss" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     with pytest.raises(SystemExit):
         cmd.main(["--out", str(tmp_path / "bad"), "--correction-at", "first"])
@@ -298,3 +298,19 @@ def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, mo
     assert cmd.main(["--out", str(out), "--steps", "3", "--warmup", "1", "--threads", "1"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 3]  # resumed at step 2, not restarted
+
+
+def test_timelapse_fraction_chooses_the_kind_of_stack_clips_are_cut_from(monkeypatch: pytest.MonkeyPatch):
+    made: list[str] = []
+    for name in ("cell_timelapse", "nuclei_zstack"):
+        real = getattr(data_module, name)
+        monkeypatch.setattr(data_module, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    for p, kinds in ((0.0, {"nuclei_zstack"}), (1.0, {"cell_timelapse"})):
+        made.clear()
+        for seed in range(4):
+            synthetic_clip(seed, 64, 4, 2, p_timelapse=p)
+        assert set(made) == kinds
+    made.clear()
+    for seed in range(12):
+        synthetic_clip(seed, 64, 4, 2)  # the default mix has both
+    assert set(made) == {"cell_timelapse", "nuclei_zstack"}

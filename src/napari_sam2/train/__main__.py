@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of clips in which an object ends (is absent on the last 1-4 frames)")  # fmt: skip
     p.add_argument("--gap-fraction", type=float, default=defaults.gap_fraction,
                    help="share of clips in which an object is gone on some frames and back on the last")  # fmt: skip
+    p.add_argument("--timelapse-fraction", type=float, default=defaults.timelapse_fraction,
+                   help="share of the clips (gap clips aside) cut from time-lapses; the rest from z-stacks")  # fmt: skip
     p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
                    help="share of clips with a correction click")  # fmt: skip
     p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         video_start=args.video_start,
         end_fraction=args.end_fraction,
         gap_fraction=args.gap_fraction,
+        timelapse_fraction=args.timelapse_fraction,
         correction_fraction=args.correction_fraction,
         correction_at=args.correction_at,
         clip_length=args.clip_length,
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         image_batches=lambda s: synthetic_image_batch(s, size, settings.images_per_step, settings.objects_per_image),
         clips=lambda s: synthetic_clip(
             s, size, settings.clip_length, settings.objects_per_clip,
-            p_end=settings.end_fraction, p_gap=settings.gap_fraction,
+            p_end=settings.end_fraction, p_gap=settings.gap_fraction, p_timelapse=settings.timelapse_fraction,
         ),  # fmt: skip
         stop_after_minutes=args.minutes,
     )

@@ -262,8 +262,9 @@ def synthetic_clip(
     *,
     p_end: float = 0.0,
     p_gap: float = 0.0,
+    p_timelapse: float = 0.6,
 ) -> Clip:
-    """A fresh synthetic clip: a time-lapse (60%) or a z-stack (40%), seeded.
+    """A fresh synthetic clip: a time-lapse (``p_timelapse``, 60%) or a z-stack, seeded.
 
     With probability ``p_end`` an ending clip (:func:`clip_from_stack`), from a stack drawn
     until one has an object that ends. Its time-lapse is as long as the z-stacks (``length
@@ -287,7 +288,7 @@ def synthetic_clip(
         s = int(rng.integers(2**31))
         if gap:
             stack = cell_timelapse(length + 24, (size, size), seed=s, **kw)
-        elif rng.uniform() < 0.6:
+        elif rng.uniform() < p_timelapse:
             stack = cell_timelapse(length + 8 if end else length, (size, size), seed=s, **kw)
         else:
             stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
