@@ -164,7 +164,8 @@ def test_evaluate_tracking_scores_every_frame_and_objects_independently(tiny_mod
     assert two["lost_before"]["spilled"] == sum(v == 0.0 for v in two["per_frame_before"][3:])
     assert r["mean_before"] == pytest.approx(np.mean([o["before"] for o in r["objects"]]))
     for key in ("lost_before", "lost_after"):
-        assert r[key] == {k: sum(o[key][k] for o in r["objects"]) for k in ("dropped", "spilled")}
+        assert r[key] == {k: sum(o[key][k] for o in r["objects"]) for k in r["objects"][0][key]}
+        assert set(r[key]) == {"dropped", "spilled", "spilled_pixels", "spilled_on_others"}
 
     # tracking object 2 alone gives the same numbers: objects are tracked and scored independently
     alone = evaluate_tracking(tiny_model, [(image, np.where(labels == 2, labels, 0))], objects_per_stack=2)
@@ -185,3 +186,8 @@ def test_lost_frames_counts_dropped_and_spilled_frames():
     pred[3, 0, 0] = True  # 1, 2: empty while present (dropped); 3: a pixel while absent (spilled)
     assert lost_frames(pred, gt) == {"dropped": 2, "spilled": 1}
     assert lost_frames(gt, gt) == {"dropped": 0, "spilled": 0}
+    pred[4, 4:6, 4:6] = True  # frame 4: 4 pixels, 2 of them on another object
+    others = np.zeros_like(gt)
+    others[3:, 4, :] = True
+    counts = lost_frames(pred, gt, others)
+    assert counts == {"dropped": 2, "spilled": 2, "spilled_pixels": 5, "spilled_on_others": 2}

@@ -313,14 +313,21 @@ def _per_frame(pred: np.ndarray, gt: np.ndarray) -> list[float]:
     return [mask_iou(p, g) for p, g in zip(pred, gt)]
 
 
-def lost_frames(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
+def lost_frames(pred: np.ndarray, gt: np.ndarray, others: np.ndarray | None = None) -> dict[str, int]:
     """The two ways a track fails on a frame, counted over a (T, H, W) stack:
     ``dropped``, the object is there and the mask is empty (the tracker let it go), and
     ``spilled``, the object is not there and the mask is not empty (it follows something
-    else, e.g. a neighbour after the object ended)."""
+    else, e.g. a neighbour after the object ended). With ``others`` (T, H, W bool, where
+    other objects are), also ``spilled_pixels`` on those frames and how many of them lie
+    on other objects (``spilled_on_others``)."""
     present = gt.reshape(len(gt), -1).any(axis=1)
     shown = pred.reshape(len(pred), -1).any(axis=1)
-    return {"dropped": int((present & ~shown).sum()), "spilled": int((~present & shown).sum())}
+    spilled = ~present & shown
+    out = {"dropped": int((present & ~shown).sum()), "spilled": int(spilled.sum())}
+    if others is not None:
+        out["spilled_pixels"] = int(pred[spilled].sum())
+        out["spilled_on_others"] = int((pred[spilled] & others[spilled]).sum())
+    return out
 
 
 def evaluate_tracking(
@@ -388,6 +395,7 @@ def evaluate_tracking(
         with VideoSession(model, image, compute_dtype=compute_dtype, corrections_as_conditioning=True) as session:
             for obj in chosen:
                 gt = labels == obj
+                others = (labels > 0) & ~gt
                 areas = gt.reshape(len(gt), -1).sum(axis=1)  # (T,)
                 f0 = int(np.argmax(areas))
                 session.reset()
@@ -398,7 +406,7 @@ def evaluate_tracking(
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
                     "before": float(np.mean(before)), "per_frame_before": before,
                     "after": None, "per_frame_after": None, "correction": None,
-                    "lost_before": lost_frames(pred, gt), "lost_after": None,
+                    "lost_before": lost_frames(pred, gt, others), "lost_after": None,
                 }  # fmt: skip
                 if correction:
                     rec["after"], rec["per_frame_after"] = rec["before"], before
@@ -413,7 +421,7 @@ def evaluate_tracking(
                         session.add_prompt(worst, obj, points=points, labels=labs)
                         pred_after = _propagate(session, obj, min(f0, worst))
                         after = _per_frame(pred_after, gt)
-                        rec["lost_after"] = lost_frames(pred_after, gt)
+                        rec["lost_after"] = lost_frames(pred_after, gt, others)
                         rec["after"], rec["per_frame_after"] = float(np.mean(after)), after
                         rec["correction"] = {"frame": worst, "x": xy[0], "y": xy[1], "label": positive}
                 records.append(rec)
@@ -426,7 +434,7 @@ def evaluate_tracking(
     def lost(key: str) -> dict[str, int] | None:
         if not records or records[0][key] is None:
             return None
-        return {k: sum(r[key][k] for r in records) for k in ("dropped", "spilled")}
+        return {k: sum(r[key][k] for r in records) for k in records[0][key]}
 
     return {
         "objects": records,
