@@ -224,6 +224,27 @@ def test_the_committed_run_record_is_the_default_settings():
     assert TrainSettings(**record) == TrainSettings()  # the new knobs default to what that run did
 
 
+def test_the_unshipped_run_records_load_and_were_judged_on_the_validation_split():
+    # docs/model.md's table of later runs: each record describes today's code, and each
+    # run's validation result is there, from the validation split, over 32-frame stacks
+    folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
+    runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert runs[:3] == ["phase3b", "phase4a", "phase4b"]
+    clip_lengths = {}
+    for run in runs:
+        record = json.loads((folder / run / "settings.json").read_text())
+        record["freeze"] = tuple(record["freeze"])
+        settings = TrainSettings(**record)
+        clip_lengths[run] = settings.clip_length
+        last = json.loads((folder / run / "log.jsonl").read_text().splitlines()[-1])
+        assert last["step"] == settings.steps  # the run finished
+        for name in (run, "phase2-shipped"):
+            result = json.loads((folder / f"validation_{name}.json").read_text())
+            assert result["settings"]["split"] == "validation" and result["settings"]["frames"] == 32
+            assert result["results"]["tracking_timelapse"]["count"] == 30
+    assert (clip_lengths["phase3b"], clip_lengths["phase4a"]) == (16, 8)
+
+
 def test_the_phase2_run_record_uses_the_ending_clips_and_worst_frame_corrections():
     # the shipped model's second phase: its settings load into today's TrainSettings and
     # differ from the defaults exactly where docs/model.md says they do
