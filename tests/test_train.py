@@ -229,7 +229,7 @@ def test_the_unshipped_run_records_load_and_were_judged_on_the_validation_split(
     # run's validation result is there, from the validation split, over 32-frame stacks
     folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
     runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    assert runs[:3] == ["phase3b", "phase4a", "phase4b"]
+    assert runs == ["phase3b", "phase4a", "phase4b", "phase5"]
     clip_lengths = {}
     for run in runs:
         record = json.loads((folder / run / "settings.json").read_text())
@@ -242,7 +242,13 @@ def test_the_unshipped_run_records_load_and_were_judged_on_the_validation_split(
             result = json.loads((folder / f"validation_{name}.json").read_text())
             assert result["settings"]["split"] == "validation" and result["settings"]["frames"] == 32
             assert result["results"]["tracking_timelapse"]["count"] == 30
-    assert (clip_lengths["phase3b"], clip_lengths["phase4a"]) == (16, 8)
+    assert (clip_lengths["phase3b"], clip_lengths["phase4a"], clip_lengths["phase5"]) == (16, 8, 16)
+    # the shipped one (phase5) tracks better than phase 2 in both kinds, with no 2-D loss
+    val = {n: json.loads((folder / f"validation_{n}.json").read_text())["results"] for n in ("phase5", "phase2-shipped")}
+    for kind in ("tracking_timelapse", "tracking_zstack"):
+        assert val["phase5"][kind]["mean_before"] > val["phase2-shipped"][kind]["mean_before"]
+    two_d = {n: json.loads((folder / f"validation_2d_{n}.json").read_text())["results"] for n in ("phase5", "phase2-shipped")}
+    assert two_d["phase5"]["model_2d"]["mean_iou"] >= two_d["phase2-shipped"]["model_2d"]["mean_iou"]
 
 
 def test_the_phase2_run_record_uses_the_ending_clips_and_worst_frame_corrections():

@@ -6,14 +6,16 @@ same command resumes; ``--minutes`` stops early (resumable) to split a run over 
 The final fp16 weights are written to ``OUT/model.pt``.
 
 A later training phase starts from a finished model with its own schedule
-(``--init-from``). The shipped model has two phases (commands in docs/model.md): phase 1
-from random weights with the defaults, then phase 2, which trains tracking more and
-teaches that objects end. Where an object ends (a nucleus in z, a cell leaving the field)
-the phase-1 model followed a neighbour, and a negative correction there hurt the whole
-track: ``--end-fraction`` makes that share of the clips show an object ending,
-``--correction-at worst`` puts the correction click where tracking fails, as the
-evaluation does, and ``--correction-fraction`` is the share of clips corrected. Their
-defaults are what phase 1 did.
+(``--init-from``). The shipped model has four (commands in docs/model.md): phase 1 from
+random weights with the defaults; phase 2, which trains tracking more and teaches that
+objects end; then runs 3b and 5 on longer clips. Where an object ends (a nucleus in z, a
+cell leaving the field) the phase-1 model followed a neighbour, and a negative correction
+there hurt the whole track: ``--end-fraction`` makes that share of the clips show an
+object ending, ``--correction-at worst`` puts the correction click where tracking fails,
+as the evaluation does, and ``--correction-fraction`` is the share of clips corrected.
+``--clip-length`` sets the frames per clip, ``--gap-fraction`` the share of clips in
+which an object is gone for a while and back, ``--timelapse-fraction`` the share cut
+from time-lapses rather than z-stacks. Their defaults are what phase 1 did.
 """
 
 from __future__ import annotations
