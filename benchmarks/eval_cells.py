@@ -138,7 +138,8 @@ def main() -> None:
     from napari_sam2.train.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
 
     styles = tuple(args.styles.split(",")) if args.styles else TRAINING_STYLES
-    images, labels, image_seeds, image_styles = held_out_images(args.images, args.size, styles, args.split)
+    n_images = 0 if args.tracking_only else args.images  # the 2-D images are only made for the 2-D part
+    images, labels, image_seeds, image_styles = held_out_images(n_images, args.size, styles, args.split)
     report: dict = {
         "machine": machine(),
         "model": None if args.baseline_only else args.model,

@@ -224,8 +224,8 @@ def test_the_committed_run_record_is_the_default_settings():
     assert TrainSettings(**record) == TrainSettings()  # the new knobs default to what that run did
 
 
-def test_the_unshipped_run_records_load_and_were_judged_on_the_validation_split():
-    # docs/model.md's table of later runs: each record describes today's code, and each
+def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
+    # docs/model.md's table of the runs after phase 2: each record describes today's code, and each
     # run's validation result is there, from the validation split, over 32-frame stacks
     folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
     runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
