@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_sam2.data.synthetic import Appearance, cell_timelapse, cells_image, nuclei_zstack
 
@@ -25,8 +26,6 @@ def test_styles_set_the_contrast(style, brighter):
 
 
 def test_membrane_style_has_a_bright_rim_and_a_dark_inside():
-    from scipy import ndimage
-
     im = cells_image((128, 128), n_cells=5, seed=4, appearance=Appearance(style="membrane", blur=0.5), radius=(12, 14))
     obj = im.labels == np.bincount(im.labels.ravel())[1:].argmax() + 1
     depth = ndimage.distance_transform_edt(obj)
@@ -55,3 +54,27 @@ def test_zstack_is_anisotropic():
         return np.mean([len(np.unique(np.nonzero(st.labels == k)[0])) for k in np.unique(st.labels) if k])
 
     assert slices_per_nucleus(flat) < 0.5 * slices_per_nucleus(round_)
+
+
+def test_division_mother_keeps_her_place_and_id():
+    """At a division the cell that keeps the id is the one where the mother was; the new id
+    buds off beside her (otherwise which daughter keeps the id is a coin flip)."""
+    shifts, gaps = [], []
+    for seed in range(6):
+        st = cell_timelapse(40, (96, 96), n_cells=5, seed=seed, speed=0.01, leave=False)
+        lab = st.labels
+        for child in range(6, int(lab.max()) + 1):
+            t = int(np.nonzero((lab == child).reshape(len(lab), -1).any(axis=1))[0][0])
+            # the mother: the old id the child touches on its first frame
+            ring = ndimage.binary_dilation(lab[t] == child, iterations=2) & (lab[t] > 0) & (lab[t] != child)
+            if not ring.any():
+                continue
+            mother = int(np.bincount(lab[t][ring]).argmax())
+            if not (lab[t - 1] == mother).any():
+                continue
+            before = np.array(ndimage.center_of_mass(lab[t - 1] == mother))
+            shifts.append(np.linalg.norm(np.array(ndimage.center_of_mass(lab[t] == mother)) - before))
+            gaps.append(np.linalg.norm(np.array(ndimage.center_of_mass(lab[t] == child)) - before))
+    assert len(shifts) >= 3
+    ratio = np.asarray(shifts) / np.asarray(gaps)
+    assert np.median(ratio) < 0.25 and np.mean(ratio < 0.5) > 0.85, ratio  # symmetric split: ~1

@@ -306,7 +306,8 @@ def cell_timelapse(
 
     Each cell drifts with a persistent random velocity, rotates and deforms (its axes and
     boundary harmonics change smoothly). With ``divisions`` a cell may split: the daughter
-    that keeps the mother's id stays in place, the other gets a new id. With ``leave``
+    that keeps the mother's id stays in place (shrunk), the other buds off beside her
+    with a new id, and the two drift apart. With ``leave``
     some cells head out of the field and come back (bouncing off a margin outside it).
     Cells are drawn in a fixed depth order, so one passing over another hides it. With
     ``blinking`` a cell may dim to 20-50% for a few frames.
@@ -377,9 +378,11 @@ def cell_timelapse(
                 off = 0.55 * max(b.ry, b.rx)
                 new_r = 0.75
                 dy, dx = off * np.sin(axis), off * np.cos(axis)
-                child = _random_blob(rng, b.cy - dy, b.cx - dx, 0.0 + new_r * np.sqrt(b.ry * b.rx), look)
+                # the mother (she keeps her id) stays where she is and the daughter buds off
+                # beside her: had both moved apart symmetrically, which of the two keeps the
+                # id would be a coin flip that no tracker can call, in training or evaluation
+                child = _random_blob(rng, b.cy - 2 * dy, b.cx - 2 * dx, 0.0 + new_r * np.sqrt(b.ry * b.rx), look)
                 child.brightness = b.brightness
-                b.cy, b.cx = b.cy + dy, b.cx + dx
                 b.ry, b.rx = new_r * b.ry, new_r * b.rx
                 kick = rng.normal(0, speed, size=2)
                 c["v"] = c["v"] + kick
