@@ -65,10 +65,17 @@ def test_click_propagate_correct_commit_and_save_round_trip(make_napari_viewer, 
     after = plane(widget, seg.preview.data, 4).copy()
     assert not np.array_equal(before, after)
     corrected = seg.session.result(4).masks[seg.session.obj_ids.index(1)].copy()
+    logits = {t: seg.session.result(t).logits.copy() for t in range(6)}
+    assert seg.session.correction_runs("both") == [(4, False, 2)]
     widget.propagate_button.changed.emit()
     assert seg.session.features.encoded_count == 6
-    # the correction survives propagating again from the first prompted slice (2)
+    # the correction survives propagating again, which carries it on from slice 4, away
+    # from the first prompted slice (2): slices 0-3 keep their masks, slice 5 is re-tracked
     np.testing.assert_array_equal(seg.session.result(4).masks[seg.session.obj_ids.index(1)], corrected)
+    for t in range(4):
+        np.testing.assert_array_equal(seg.session.result(t).logits, logits[t])
+    assert not np.array_equal(seg.session.result(5).logits, logits[5])
+    assert seg.session.pending_corrections == []
 
     # 5. commit writes exactly the preview into the empty result layer
     widget.commit_button.changed.emit()

@@ -120,6 +120,44 @@ def test_correction_sticks_only_with_corrections_as_conditioning(model, clip):
     assert not np.array_equal(after_off, fixed_off)  # the official default re-tracks it
 
 
+def test_corrections_are_carried_outward_from_the_corrected_frame(model, clip):
+    s = VideoSession(model, clip, corrections_as_conditioning=True)
+    s.add_prompt(3, 1, points=[[40, 50]], labels=[1])
+    assert s.pending_corrections == [] and s.correction_runs() == []  # a first prompt is no correction
+    for reverse in (False, True):
+        list(s.propagate(start=3, reverse=reverse))
+    # a correction on the first prompted frame re-tracks both ways from it
+    s.add_prompt(3, 1, points=[[40, 50], [60, 40]], labels=[1, 0])
+    assert s.pending_corrections == [3] and s.correction_runs() == [(3, False, 5), (3, True, 4)]
+    for start, reverse, _ in s.correction_runs():
+        list(s.propagate(start=start, reverse=reverse))
+    before = {t: s.result(t).logits[0].copy() for t in range(8)}
+    s.add_prompt(5, 1, points=[[40, 50], [60, 40]], labels=[1, 0])  # after the click: forward from 5
+    s.add_prompt(1, 1, points=[[40, 50], [70, 30]], labels=[1, 0])  # before it: backward from 1
+    assert s.pending_corrections == [1, 5]
+    assert s.correction_runs() == [(5, False, 3), (1, True, 2)]
+    assert s.correction_runs("forward") == [(5, False, 3)] and s.correction_runs("backward") == [(1, True, 2)]
+    with pytest.raises(InputError, match="direction"):
+        s.correction_runs("sideways")
+    fixed = {t: s.result(t).logits[0].copy() for t in (1, 5)}
+    runs = s.correction_runs()
+    for start, reverse, n in runs:
+        assert [r.frame for r in s.propagate(start=start, reverse=reverse)] == (
+            list(range(start, start - n, -1)) if reverse else list(range(start, start + n))
+        )
+    assert s.pending_corrections == []
+    for t in (2, 3, 4):  # between the click and the corrections: untouched
+        np.testing.assert_array_equal(s.result(t).logits[0], before[t])
+    for t in (1, 5):  # the corrected frames keep the correction
+        np.testing.assert_array_equal(s.result(t).logits[0], fixed[t])
+    assert not np.array_equal(s.result(6).logits[0], before[6])  # beyond: re-steered
+    s.add_prompt(6, 1, points=[[40, 50]], labels=[1])
+    assert s.pending_corrections == [6]
+    s.clear_prompts(6, 1)  # a withdrawn correction is nothing to carry
+    assert s.pending_corrections == [] and s.correction_runs() == []
+    s.close()
+
+
 def test_objects_can_be_added_after_propagation_and_removed(session):
     _click(session)
     list(session.propagate())

@@ -398,7 +398,12 @@ class Segmenter:
 
     # ------------------------------------------------------------------ propagation
     def propagate(self, direction: str = "forward") -> None:
-        """Track every object through the stack from its first prompted slice (a worker job)."""
+        """Track every object through the stack from its first prompted slice (a worker job).
+
+        When every object has been propagated and the only new prompts are corrections,
+        re-track from the corrected slices outward instead (``VideoSession.correction_runs``):
+        the slices between an object's first prompt and its correction keep their masks.
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
         if not self._ready_for_job():
@@ -413,8 +418,11 @@ class Segmenter:
         if not session.obj_ids:
             notify("warning", "nothing to propagate: click on an object first (Points layer, add mode)")
             return
-        runs = propagation_runs([f for f, _ in self._prompts], spec.n_frames, direction)
         objects = set(session.obj_ids)
+        # after corrections only, carry them outward from the corrected slices; else track
+        # every object from the first prompted slice
+        runs = session.correction_runs(direction) if objects <= self.propagated else []
+        runs = runs or propagation_runs([f for f, _ in self._prompts], spec.n_frames, direction)
 
         def frame_done(item: Progress) -> None:
             frame, labels = item.payload

@@ -112,6 +112,7 @@ class VideoSession:
         )
         self.outputs = OutputStore(output_ram_budget, spill_dir)
         self._tracks: dict[int, ObjectTrack] = {}
+        self._corrections: set[int] = set()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -209,6 +210,8 @@ class VideoSession:
             track.points[frame] = point_prompt  # type: ignore[assignment]
             track.masks.pop(frame, None)
         self._replace(temp, frame, out)
+        if not is_init:
+            self._corrections.add(frame)
         return self._result(frame, prefer_temp_cond=is_cond)
 
     def clear_prompts(self, frame: int, obj_id: int) -> FrameResult:
@@ -224,6 +227,8 @@ class VideoSession:
         if out is not None:
             self._replace(track.non_cond, frame, out)
             track.tracked.pop(frame, None)
+        if not any(frame in t.prompted_frames() for t in self._tracks.values()):
+            self._corrections.discard(frame)
         is_cond = any(frame in t.temp_cond for t in self._tracks.values())
         return self._result(frame, prefer_temp_cond=is_cond)
 
@@ -234,11 +239,13 @@ class VideoSession:
             for out in d.values():
                 self.outputs.drop(out)
         del self._tracks[track.obj_id]
+        self._corrections = {f for f in self._corrections if any(f in t.prompted_frames() for t in self._tracks.values())}
 
     def reset(self) -> None:
         """Remove all objects, prompts and results (cached frame features are kept)."""
         for obj_id in list(self._tracks):
             self.remove_object(obj_id)
+        self._corrections.clear()
 
     # ------------------------------------------------------------------ propagation
     def propagate(
@@ -278,8 +285,46 @@ class VideoSession:
                     if track.obj_id in new:
                         self._replace(track.non_cond, frame, new[track.obj_id])
                     track.tracked[frame] = reverse
+                self._corrections.discard(frame)
                 result = self._result(frame, prefer_temp_cond=None)
             yield result
+
+    @property
+    def pending_corrections(self) -> list[int]:
+        """Frames with a correction (a prompt on an already tracked frame) that no
+        propagation has started from or passed through since."""
+        return sorted(self._corrections)
+
+    def correction_runs(self, direction: str = "both") -> list[tuple[int, bool, int]]:
+        """(start, reverse, number of frames) of the propagation runs that carry the
+        pending corrections through the stack: each re-steers its object's track from the
+        corrected frame *outward*, away from that object's first prompt (forward when the
+        correction lies after it, backward when before; both ways for a correction on the
+        first prompted frame). One forward run from the earliest such frame, one backward
+        run from the latest. The frames between the first prompt and a correction keep
+        their masks: tracking them again with the correction in memory made them worse
+        (see docs/model.md). ``direction`` ("forward", "backward", "both") keeps only those
+        runs; [] when nothing is pending.
+        """
+        if direction not in ("forward", "backward", "both"):
+            raise InputError(f"direction must be 'forward', 'backward' or 'both', got {direction!r}")
+        ahead, behind = [], []
+        for w in self._corrections:
+            for track in self._tracks.values():
+                prompted = track.prompted_frames()
+                if w not in prompted:
+                    continue
+                first = min((prompted - self._corrections) or {w})
+                if w >= first:
+                    ahead.append(w)
+                if w <= first:
+                    behind.append(w)
+        runs = []
+        if ahead and direction in ("forward", "both"):
+            runs.append((min(ahead), False, self.num_frames - min(ahead)))
+        if behind and direction in ("backward", "both"):
+            runs.append((max(behind), True, max(behind) + 1))
+        return runs
 
     def result(self, frame: int) -> FrameResult:
         """The current masks of every object on ``frame`` (prompted, tracked or empty)."""

@@ -299,11 +299,14 @@ def _largest_objects(labels: np.ndarray, n: int, min_area: int) -> list[int]:
     return keep[:n]
 
 
-def _propagate(session: VideoSession, obj: int, start: int) -> np.ndarray:
-    """Propagate forward and then backward from ``start`` (the plugin's "both"); return
-    ``obj``'s (T, H, W) masks on every frame."""
-    for reverse in (False, True):
-        for _ in session.propagate(start=start, reverse=reverse):
+def _propagate(session: VideoSession, obj: int, start: int | None) -> np.ndarray:
+    """Propagate forward and then backward from ``start`` (the plugin's "both"), or with
+    ``start=None`` carry the pending corrections outward (``VideoSession.correction_runs``,
+    as the plugin's Propagate after a correction); return ``obj``'s (T, H, W) masks on
+    every frame."""
+    runs = [(start, False, 0), (start, True, 0)] if start is not None else session.correction_runs("both")
+    for begin, reverse, _ in runs:
+        for _ in session.propagate(start=begin, reverse=reverse):
             pass
     k = session.obj_ids.index(obj)
     return np.stack([session.result(t).masks[k] for t in range(session.num_frames)])
@@ -350,8 +353,9 @@ def evaluate_tracking(
     scores 1 and anything else 0). With ``correction``, one more click on the worst
     frame -- positive at the :func:`click_point` of the missed pixels if more pixels were
     missed than spilled, else negative at that of the spilled ones -- then propagation
-    again, and the per-frame IoU after it. Objects are tracked one at a time; each
-    stack's frames are encoded once.
+    again as the plugin propagates after a correction (from the corrected frame outward,
+    away from the click: ``VideoSession.correction_runs``), and the per-frame IoU after
+    it. Objects are tracked one at a time; each stack's frames are encoded once.
 
     Parameters
     ----------
@@ -419,7 +423,7 @@ def evaluate_tracking(
                         if worst == f0:  # a frame's prompts are replaced: keep the first click
                             points, labs = [click_point(gt[f0]), xy], [1, positive]
                         session.add_prompt(worst, obj, points=points, labels=labs)
-                        pred_after = _propagate(session, obj, min(f0, worst))
+                        pred_after = _propagate(session, obj, None)
                         after = _per_frame(pred_after, gt)
                         rec["lost_after"] = lost_frames(pred_after, gt, others)
                         rec["after"], rec["per_frame_after"] = float(np.mean(after)), after
