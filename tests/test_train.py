@@ -166,6 +166,24 @@ def test_every_synthetic_gap_clip_has_an_object_that_comes_back():
         assert _gone_between(clip.masks[:, 0])
 
 
+def test_division_clips_track_the_mother_who_keeps_her_place():
+    labels = np.zeros((10, 64, 64), dtype=np.uint16)
+    labels[:, 8:40, 8:40] = 1  # the mother, 32 x 32
+    labels[:, 50:60, 50:60] = 2
+    labels[6:, 8:40, 30:40] = 3  # frame 6: she divides; the daughter (3, 32 x 10) buds off at her side
+    image = (labels * 500 + 100).astype(np.uint16)
+    for seed in range(6):
+        clip = clip_from_stack(image, labels, 64, 5, 2, np.random.default_rng(seed), p_division=1.0)
+        assert clip is not None
+        area = clip.masks[:, 0].sum(axis=(1, 2))
+        assert area[0] == 32 * 32 and area[-1] == 32 * 22  # the mother before and after, not the bud
+    labels[6:, 8:40, 30:40] = 1  # no division any more
+    assert clip_from_stack(image, labels, 64, 5, 2, np.random.default_rng(0), p_division=1.0) is None
+    clip = synthetic_clip(3, 96, length=8, max_objects=3, p_division=1.0)
+    area = clip.masks[:, 0].sum(axis=(1, 2))
+    assert area[0] > 0 and (area[1:] < 0.75 * area[:-1]).any()
+
+
 def _clip_before_ending_clips(image, labels, size, length, max_objects, rng):
     """``clip_from_stack`` as it was before ending clips (verbatim), the reference below."""
     n = image.shape[0]
@@ -211,9 +229,12 @@ def test_default_clips_are_the_clips_of_before():
             assert torch.equal(clip.frames, clips[0].frames) and np.array_equal(clip.masks, clips[0].masks)
     a, b = synthetic_clip(5, 64, 4, 3), synthetic_clip(5, 64, 4, 3, p_end=0.0, p_gap=0.0)
     assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
-    for seed in range(3):  # gap clips leave the phase-2 mix (ending clips) as it was
+    for seed in range(3):  # gap and division clips leave the phase-2 mix (ending clips) as it was
         c, d = synthetic_clip(seed, 64, 4, 3, p_end=1.0), synthetic_clip(seed, 64, 4, 3, p_end=1.0, p_gap=0.0)
         assert torch.equal(c.frames, d.frames) and np.array_equal(c.masks, d.masks)
+        e = synthetic_clip(seed, 64, 4, 3, p_end=0.4, p_gap=0.1)
+        f = synthetic_clip(seed, 64, 4, 3, p_end=0.4, p_gap=0.1, p_division=0.0)
+        assert torch.equal(e.frames, f.frames) and np.array_equal(e.masks, f.masks)
 
 
 def test_the_committed_run_record_is_the_default_settings():

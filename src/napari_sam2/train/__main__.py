@@ -14,8 +14,9 @@ there hurt the whole track: ``--end-fraction`` makes that share of the clips sho
 object ending, ``--correction-at worst`` puts the correction click where tracking fails,
 as the evaluation does, and ``--correction-fraction`` is the share of clips corrected.
 ``--clip-length`` sets the frames per clip, ``--gap-fraction`` the share of clips in
-which an object is gone for a while and back, ``--timelapse-fraction`` the share cut
-from time-lapses rather than z-stacks. Their defaults are what phase 1 did.
+which an object is gone for a while and back, ``--division-fraction`` the share in
+which the tracked cell divides (the target stays the mother), ``--timelapse-fraction``
+the share cut from time-lapses rather than z-stacks. Their defaults are what phase 1 did.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of clips in which an object ends (is absent on the last 1-4 frames)")  # fmt: skip
     p.add_argument("--gap-fraction", type=float, default=defaults.gap_fraction,
                    help="share of clips in which an object is gone on some frames and back on the last")  # fmt: skip
+    p.add_argument("--division-fraction", type=float, default=defaults.division_fraction,
+                   help="share of clips in which the tracked cell divides (it stays the mother)")  # fmt: skip
     p.add_argument("--timelapse-fraction", type=float, default=defaults.timelapse_fraction,
                    help="share of the clips (gap clips aside) cut from time-lapses; the rest from z-stacks")  # fmt: skip
     p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         video_start=args.video_start,
         end_fraction=args.end_fraction,
         gap_fraction=args.gap_fraction,
+        division_fraction=args.division_fraction,
         timelapse_fraction=args.timelapse_fraction,
         correction_fraction=args.correction_fraction,
         correction_at=args.correction_at,
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         clips=lambda s: synthetic_clip(
             s, size, settings.clip_length, settings.objects_per_clip,
             p_end=settings.end_fraction, p_gap=settings.gap_fraction, p_timelapse=settings.timelapse_fraction,
+            p_division=settings.division_fraction,
         ),  # fmt: skip
         stop_after_minutes=args.minutes,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
 from ..engine.preprocess import normalise, percentile_window, to_unit_rgb
@@ -185,6 +186,45 @@ def _ending_window(
     return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
 
 
+def _division_window(
+    labels: np.ndarray, size: int, length: int, max_objects: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(frame indices, their labels at model size, picked ids) of a forward window in which
+    the first picked object divides: a new id is born touching it on a later frame of the
+    window (:func:`~napari_sam2.data.cells.cell_timelapse` gives the daughter a new id and
+    the mother, who stays in place, keeps hers); None if no window has one.
+
+    Every (window, mother) is a candidate and one is drawn uniformly.
+    """
+    small = _resize_labels(labels, size)
+    n_ids = int(small.max()) + 1
+    areas = np.stack([np.bincount(f.ravel(), minlength=n_ids) for f in small])  # (T, ids)
+    present = areas > 0
+    births = []  # (frame, mother)
+    for child in range(1, n_ids):
+        on = np.nonzero(present[:, child])[0]
+        if on.size == 0 or on[0] == 0:
+            continue
+        b = int(on[0])
+        ring = ndi.binary_dilation(small[b] == child, iterations=2) & (small[b] != child) & (small[b] > 0)
+        if ring.any() and not present[b - 1, child]:
+            births.append((b, int(np.bincount(small[b][ring]).argmax())))
+    candidates = []
+    for b, mother in births:
+        for start in range(max(0, b - length + 1), b):
+            if start + length <= small.shape[0] and areas[start, mother] >= MIN_AREA:
+                candidates.append((start, mother))
+    if not candidates:
+        return None
+    start, obj = candidates[int(rng.integers(len(candidates)))]
+    idx = np.arange(start, start + length)
+    lab = small[idx]
+    ids, first_areas = np.unique(lab[0], return_counts=True)
+    others = ids != obj
+    picked = _pick(ids[others], first_areas[others], max_objects - 1, rng)
+    return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
+
+
 def clip_from_stack(
     image: np.ndarray,
     labels: np.ndarray,
@@ -196,25 +236,33 @@ def clip_from_stack(
     augment: bool = True,
     p_end: float = 0.0,
     p_gap: float = 0.0,
+    p_division: float = 0.0,
 ) -> Clip | None:
     """A clip of ``length`` consecutive frames of a (T, H, W) stack, forwards or backwards,
     tracking up to ``max_objects`` objects present on its first frame (None if none is).
 
     With probability ``p_end`` an ending clip: an object of the first frame is gone on the
     last 1 to :data:`END_FRAMES` frames and is ``masks[:, 0]``; with probability ``p_gap``
-    a gap clip: that object is gone on some frames in between and back on the last one.
-    None if the stack has no such window. ``p_end = p_gap = 0`` draws nothing more from
-    ``rng`` than before they existed.
+    a gap clip: that object is gone on some frames in between and back on the last one;
+    with probability ``p_division`` a division clip (forwards): that object divides in the
+    clip and stays the mother (:func:`_division_window`). None if the stack has no such
+    window. ``p_end = p_gap = p_division = 0`` draws nothing more from ``rng`` than before
+    they existed.
     """
     n = image.shape[0]
     if n < length:
         return None
-    u = rng.uniform() if p_end > 0 or p_gap > 0 else 1.0
+    u = rng.uniform() if p_end > 0 or p_gap > 0 or p_division > 0 else 1.0
     if u < p_end + p_gap:
         ending = _ending_window(labels, size, length, max_objects, rng, gap=u >= p_end)
         if ending is None:
             return None
         idx, lab, picked = ending
+    elif u < p_end + p_gap + p_division:
+        division = _division_window(labels, size, length, max_objects, rng)
+        if division is None:
+            return None
+        idx, lab, picked = division
     else:
         for _ in range(8):
             start = int(rng.integers(0, n - length + 1))
@@ -263,6 +311,7 @@ def synthetic_clip(
     p_end: float = 0.0,
     p_gap: float = 0.0,
     p_timelapse: float = 0.6,
+    p_division: float = 0.0,
 ) -> Clip:
     """A fresh synthetic clip: a time-lapse (``p_timelapse``, 60%) or a z-stack, seeded.
 
@@ -277,27 +326,35 @@ def synthetic_clip(
     is gone in between and back on its last frame (about 2 in 5 of them have one at 16
     frames). It teaches the tracker to find a cell again after losing sight of it, and
     that far from the prompt an object is not less likely to be there.
+
+    With probability ``p_division`` a division clip: a time-lapse of ``length + 24`` frames,
+    redrawn until a cell of a window's first frame divides later in it; the tracked cell is
+    the mother, who keeps her place and her id (not the bud, nor both).
     """
     rng = np.random.default_rng(seed)
     kw = {} if styles is None else {"styles": styles}
     # drawn once: a stack without such an object is redrawn
-    u = rng.uniform() if p_end > 0 or p_gap > 0 else 1.0
+    u = rng.uniform() if p_end > 0 or p_gap > 0 or p_division > 0 else 1.0
     end, gap = u < p_end, p_end <= u < p_end + p_gap
-    tries = 40 if gap else 20
+    division = p_end + p_gap <= u < p_end + p_gap + p_division
+    tries = 40 if gap or division else 20
     for _ in range(tries):
         s = int(rng.integers(2**31))
-        if gap:
+        if gap or division:
             stack = cell_timelapse(length + 24, (size, size), seed=s, **kw)
         elif rng.uniform() < p_timelapse:
             stack = cell_timelapse(length + 8 if end else length, (size, size), seed=s, **kw)
         else:
             stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
         clip = clip_from_stack(
-            stack.image, stack.labels, size, length, max_objects, rng, p_end=float(end), p_gap=float(gap)
-        )
+            stack.image, stack.labels, size, length, max_objects, rng,
+            p_end=float(end), p_gap=float(gap), p_division=float(division),
+        )  # fmt: skip
         if clip is not None:
             return clip
-    what = "ending" if end else "gone in between and back" if gap else "on its first frame"
+    what = (
+        "ending" if end else "gone in between and back" if gap else "dividing" if division else "on its first frame"
+    )
     raise RuntimeError(f"could not make a synthetic clip with an object {what}")
 
 

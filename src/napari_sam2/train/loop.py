@@ -53,6 +53,7 @@ class TrainSettings:
     # later phases (the defaults are what the shipped run did, whose settings.json lacks them):
     end_fraction: float = 0.0  # share of synthetic clips in which an object ends (data.synthetic_clip)
     gap_fraction: float = 0.0  # share in which it is gone in between and comes back (data.synthetic_clip)
+    division_fraction: float = 0.0  # share in which it divides and stays the mother (data.synthetic_clip)
     timelapse_fraction: float = 0.6  # share of the other clips cut from time-lapses, not z-stacks
     correction_fraction: float = 0.4  # share of clips with a correction click (steps.video_step)
     correction_at: str = "random"  # where it goes: "random" or "worst" (steps.video_step)
