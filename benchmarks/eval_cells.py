@@ -206,6 +206,13 @@ def print_table(res: dict) -> None:
             if b.get("spilled_pixels"):
                 share = b["spilled_on_others"] / b["spilled_pixels"]
                 print(f"  {'':<18}before: {share:.0%} of the spilled pixels lie on other objects")
+    for kind in tracked:
+        d = res[f"tracking_{kind}"].get("division")
+        if d and d["frames_past"]:
+            print(
+                f"  {kind}: {d['frames_past']} of {d['frames_past'] + d['frames_other']} frames lie past a division "
+                f"of the tracked cell; mean IoU there {fmt(d['mean_before_past'])}, elsewhere {fmt(d['mean_before_other'])}"
+            )
 
     print("\ntargets")
     if base is not None:

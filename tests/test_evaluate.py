@@ -191,3 +191,19 @@ def test_lost_frames_counts_dropped_and_spilled_frames():
     others[3:, 4, :] = True
     counts = lost_frames(pred, gt, others)
     assert counts == {"dropped": 2, "spilled": 2, "spilled_pixels": 5, "spilled_on_others": 2}
+
+
+def test_frames_past_division_are_those_a_division_separates_from_the_click():
+    from napari_sam2.data.cells import divisions
+    from napari_sam2.train.evaluate import frames_past_division
+
+    labels = np.zeros((8, 40, 40), dtype=np.uint16)
+    labels[:, 5:20, 5:20] = 1
+    labels[4:, 5:20, 14:20] = 3  # frame 4: 1 divides, 3 buds off at her side
+    labels[:, 30:36, 30:36] = 2
+    labels[5:, 0:4, 30:36] = 4  # frame 5: a cell enters the field, touching nobody
+    assert divisions(labels) == [(4, 3, 1)]
+    np.testing.assert_array_equal(frames_past_division(labels, 1, 2), np.arange(8) >= 4)
+    np.testing.assert_array_equal(frames_past_division(labels, 1, 6), np.arange(8) < 4)
+    np.testing.assert_array_equal(frames_past_division(labels, 3, 6), np.arange(8) < 4)  # before the bud's birth
+    assert not frames_past_division(labels, 2, 0).any() and not frames_past_division(labels, 4, 6).any()

@@ -34,6 +34,7 @@ __all__ = [
     "SyntheticImage",
     "cell_timelapse",
     "cells_image",
+    "divisions",
     "nuclei_zstack",
 ]
 
@@ -400,6 +401,27 @@ def cell_timelapse(
                     dim[c["id"]] = int(rng.integers(1, 4))
     stack = _camera(rng, image, look, illumination[None], labels > 0)
     return SyntheticStack(image=stack, labels=labels, scale=(1.0, 0.5, 0.5), axes="tyx")
+
+
+def divisions(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(frame, daughter, mother) of every division in a (T, H, W) label stack, read as
+    :func:`cell_timelapse` writes them: a new id (absent on frame 0) born touching an
+    existing cell, the mother, who keeps her id. A cell entering the field from outside
+    without touching another is not a division.
+    """
+    labels = np.asarray(labels)
+    n_ids = int(labels.max()) + 1
+    present = np.stack([np.bincount(f.ravel(), minlength=n_ids) > 0 for f in labels])  # (T, ids)
+    found = []
+    for child in range(1, n_ids):
+        on = np.nonzero(present[:, child])[0]
+        if on.size == 0 or on[0] == 0:
+            continue
+        b = int(on[0])
+        ring = ndimage.binary_dilation(labels[b] == child, iterations=2) & (labels[b] != child) & (labels[b] > 0)
+        if ring.any():
+            found.append((b, child, int(np.bincount(labels[b][ring]).argmax())))
+    return found
 
 
 # --------------------------------------------------------------------------- z

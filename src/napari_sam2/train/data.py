@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 
-from ..data.cells import cell_timelapse, cells_image, nuclei_zstack
+from ..data.cells import cell_timelapse, cells_image, divisions, nuclei_zstack
 from ..engine.preprocess import normalise, percentile_window, to_unit_rgb
 from ..model.sam2 import ImageFeatures
 
@@ -197,20 +196,9 @@ def _division_window(
     Every (window, mother) is a candidate and one is drawn uniformly.
     """
     small = _resize_labels(labels, size)
-    n_ids = int(small.max()) + 1
-    areas = np.stack([np.bincount(f.ravel(), minlength=n_ids) for f in small])  # (T, ids)
-    present = areas > 0
-    births = []  # (frame, mother)
-    for child in range(1, n_ids):
-        on = np.nonzero(present[:, child])[0]
-        if on.size == 0 or on[0] == 0:
-            continue
-        b = int(on[0])
-        ring = ndi.binary_dilation(small[b] == child, iterations=2) & (small[b] != child) & (small[b] > 0)
-        if ring.any() and not present[b - 1, child]:
-            births.append((b, int(np.bincount(small[b][ring]).argmax())))
+    areas = np.stack([np.bincount(f.ravel(), minlength=int(small.max()) + 1) for f in small])  # (T, ids)
     candidates = []
-    for b, mother in births:
+    for b, _, mother in divisions(small):
         for start in range(max(0, b - length + 1), b):
             if start + length <= small.shape[0] and areas[start, mother] >= MIN_AREA:
                 candidates.append((start, mother))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..data.cells import divisions
 from ..engine.image import ImagePredictor
 from ..engine.session import VideoSession
 from ..model.sam2 import SAM2
@@ -41,6 +42,7 @@ __all__ = [
     "correction_click",
     "evaluate_clicks",
     "evaluate_tracking",
+    "frames_past_division",
     "lost_frames",
     "mask_iou",
 ]
@@ -333,6 +335,25 @@ def lost_frames(pred: np.ndarray, gt: np.ndarray, others: np.ndarray | None = No
     return out
 
 
+def frames_past_division(labels: np.ndarray, obj: int, click_frame: int) -> np.ndarray:
+    """(T,) bool: the frames a division separates from ``click_frame`` in ``obj``'s track.
+
+    A division is read from the labels as a new id born touching its mother (as
+    :func:`~napari_sam2.data.cells.cell_timelapse` writes them: the mother keeps her id).
+    Past a division of ``obj`` the tracker must keep to the mother and leave the bud;
+    before ``obj``'s own birth as a bud, it must not follow her mother. A diagnostic:
+    :func:`evaluate_tracking` reports the mean IoU on these frames and on the others.
+    """
+    past = np.zeros(np.shape(labels)[0], dtype=bool)
+    for b, child, mother in divisions(labels):
+        if obj in (child, mother):
+            if click_frame >= b:
+                past[:b] = True
+            else:
+                past[b:] = True
+    return past
+
+
 def evaluate_tracking(
     model: SAM2,
     stacks: Iterable[Any],
@@ -380,10 +401,12 @@ def evaluate_tracking(
         ``objects``: one dict per object (``stack``, ``label``, ``click_frame``,
         ``frames_present``, ``before`` / ``after`` mean per-frame IoU, ``per_frame_before`` /
         ``per_frame_after``, ``correction``: {frame, x, y, label} or None, ``lost_before`` /
-        ``lost_after``: :func:`lost_frames`); ``mean_before``, ``mean_after`` (means over
+        ``lost_after``: :func:`lost_frames`, ``past_division``: the frames of
+        :func:`frames_past_division`); ``mean_before``, ``mean_after`` (means over
         objects; ``after`` is None without ``correction``), ``lost_before`` / ``lost_after``
-        (frame counts summed over objects), ``count``, ``frames``: the number of frames of
-        each stack.
+        (frame counts summed over objects), ``division``: how many frames lie past a
+        division and the mean IoU (before the correction) on them and on the others,
+        ``count``, ``frames``: the number of frames of each stack.
     """
     records: list[dict[str, Any]] = []
     n_frames: list[int] = []
@@ -408,6 +431,7 @@ def evaluate_tracking(
                 before = _per_frame(pred, gt)
                 rec: dict[str, Any] = {
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
+                    "past_division": np.nonzero(frames_past_division(labels, obj, f0))[0].tolist(),
                     "before": float(np.mean(before)), "per_frame_before": before,
                     "after": None, "per_frame_after": None, "correction": None,
                     "lost_before": lost_frames(pred, gt, others), "lost_after": None,
@@ -440,9 +464,16 @@ def evaluate_tracking(
             return None
         return {k: sum(r[key][k] for r in records) for k in records[0][key]}
 
+    past = [v for r in records for t, v in enumerate(r["per_frame_before"]) if t in r["past_division"]]
+    rest = [v for r in records for t, v in enumerate(r["per_frame_before"]) if t not in r["past_division"]]
     return {
         "objects": records,
         "count": len(records),
+        "division": {
+            "frames_past": len(past), "frames_other": len(rest),
+            "mean_before_past": float(np.mean(past)) if past else None,
+            "mean_before_other": float(np.mean(rest)) if rest else None,
+        },  # fmt: skip
         "mean_before": float(np.mean(before_all)) if before_all else None,
         "mean_after": float(np.mean(after_all)) if after_all else None,
         "lost_before": lost("lost_before"),
