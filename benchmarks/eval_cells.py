@@ -173,7 +173,9 @@ def main() -> None:
             stacks, seeds = held_out_stacks(kind, args.stacks, args.frames, args.size, args.split)
             report["seeds"][kind] = seeds
             t = time.perf_counter()
-            track = evaluate_tracking(model, stacks, objects_per_stack=args.objects_per_stack, log=print)
+            track = evaluate_tracking(
+                model, stacks, objects_per_stack=args.objects_per_stack, log=print, divisions=kind == "timelapse"
+            )
             res[f"tracking_{kind}"] = {**track, "seconds": time.perf_counter() - t}
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,18 @@ def test_evaluate_tracking_scores_every_frame_and_objects_independently(tiny_mod
     without = evaluate_tracking(tiny_model, [(image, labels)], objects_per_stack=1, correction=False)
     assert without["objects"][0]["per_frame_before"] == r["objects"][0]["per_frame_before"]
     assert without["mean_after"] is None and without["objects"][0]["correction"] is None
+    assert r["division"] is None and all(o["past_division"] == [] for o in r["objects"])
+
+    # with divisions: a bud born next to object 1 on frame 3 (the click is on frame 0)
+    budded = labels.copy()
+    budded[3:][(budded[3:] == 0) & np.roll(budded[3:] == 1, 8, axis=2)] = 3
+    split = evaluate_tracking(tiny_model, [(image, budded)], objects_per_stack=1, correction=False, divisions=True)
+    one = split["objects"][0]
+    assert one["label"] == 1 and one["past_division"] == [3, 4]
+    d = split["division"]
+    assert (d["frames_past"], d["frames_other"]) == (2, 3)
+    assert d["mean_before_past"] == pytest.approx(np.mean(one["per_frame_before"][3:]))
+    assert d["mean_before_other"] == pytest.approx(np.mean(one["per_frame_before"][:3]))
 
 
 def test_lost_frames_counts_dropped_and_spilled_frames():

@@ -363,6 +363,7 @@ def evaluate_tracking(
     min_area: int = MIN_AREA,
     compute_dtype: str = "float32",
     log: Log = None,
+    divisions: bool = False,
 ) -> dict[str, Any]:
     """One click per object on a stack, propagated through every frame; then one correction.
 
@@ -392,6 +393,10 @@ def evaluate_tracking(
         Also measure one correction click.
     compute_dtype
         ``VideoSession``'s compute dtype.
+    divisions
+        Time-lapses: also account for the frames past a division
+        (:func:`frames_past_division`; a z-stack has none, though a nucleus starting on a
+        later slice next to another would look like one).
     log
         Optional callable receiving one progress line per object.
 
@@ -404,8 +409,9 @@ def evaluate_tracking(
         ``lost_after``: :func:`lost_frames`, ``past_division``: the frames of
         :func:`frames_past_division`); ``mean_before``, ``mean_after`` (means over
         objects; ``after`` is None without ``correction``), ``lost_before`` / ``lost_after``
-        (frame counts summed over objects), ``division``: how many frames lie past a
-        division and the mean IoU (before the correction) on them and on the others,
+        (frame counts summed over objects), ``division`` (with ``divisions``, else None):
+        how many frames lie past a division and the mean IoU (before the correction) on
+        them and on the others,
         ``count``, ``frames``: the number of frames of each stack.
     """
     records: list[dict[str, Any]] = []
@@ -431,7 +437,7 @@ def evaluate_tracking(
                 before = _per_frame(pred, gt)
                 rec: dict[str, Any] = {
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
-                    "past_division": np.nonzero(frames_past_division(labels, obj, f0))[0].tolist(),
+                    "past_division": np.nonzero(frames_past_division(labels, obj, f0))[0].tolist() if divisions else [],
                     "before": float(np.mean(before)), "per_frame_before": before,
                     "after": None, "per_frame_after": None, "correction": None,
                     "lost_before": lost_frames(pred, gt, others), "lost_after": None,
@@ -473,7 +479,7 @@ def evaluate_tracking(
             "frames_past": len(past), "frames_other": len(rest),
             "mean_before_past": float(np.mean(past)) if past else None,
             "mean_before_other": float(np.mean(rest)) if rest else None,
-        },  # fmt: skip
+        } if divisions else None,  # fmt: skip
         "mean_before": float(np.mean(before_all)) if before_all else None,
         "mean_after": float(np.mean(after_all)) if after_all else None,
         "lost_before": lost("lost_before"),
