@@ -6,9 +6,10 @@ same command resumes; ``--minutes`` stops early (resumable) to split a run over 
 The final fp16 weights are written to ``OUT/model.pt``.
 
 A later training phase starts from a finished model with its own schedule
-(``--init-from``). The shipped model has four (commands in docs/model.md): phase 1 from
-random weights with the defaults; phase 2, which trains tracking more and teaches that
-objects end; then runs 3b and 5 on longer clips. Where an object ends (a nucleus in z, a
+(``--init-from``). The shipped model is the mean (``napari_sam2.train.average``) of runs
+6 and 7 (commands in docs/model.md), which descend from phase 1 (random weights, the
+defaults), phase 2, which trains tracking more and teaches that objects end, and runs 3b
+and 5 on longer clips. Where an object ends (a nucleus in z, a
 cell leaving the field) the phase-1 model followed a neighbour, and a negative correction
 there hurt the whole track: ``--end-fraction`` makes that share of the clips show an
 object ending, ``--correction-at worst`` puts the correction click where tracking fails,
