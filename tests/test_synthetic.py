@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from napari_sam2.data.cells import divisions
 from napari_sam2.data.synthetic import Appearance, cell_timelapse, cells_image, nuclei_zstack
 
 
@@ -63,13 +64,7 @@ def test_division_mother_keeps_her_place_and_id():
     for seed in range(6):
         st = cell_timelapse(40, (96, 96), n_cells=5, seed=seed, speed=0.01, leave=False)
         lab = st.labels
-        for child in range(6, int(lab.max()) + 1):
-            t = int(np.nonzero((lab == child).reshape(len(lab), -1).any(axis=1))[0][0])
-            # the mother: the old id the child touches on its first frame
-            ring = ndimage.binary_dilation(lab[t] == child, iterations=2) & (lab[t] > 0) & (lab[t] != child)
-            if not ring.any():
-                continue
-            mother = int(np.bincount(lab[t][ring]).argmax())
+        for t, child, mother in divisions(lab):  # the mother: the old id the child touches at birth
             if not (lab[t - 1] == mother).any():
                 continue
             before = np.array(ndimage.center_of_mass(lab[t - 1] == mother))

@@ -253,9 +253,7 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
     assert runs == ["phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8"]
     clip_lengths = {}
     for run in runs:
-        record = json.loads((folder / run / "settings.json").read_text())
-        record["freeze"] = tuple(record["freeze"])
-        settings = TrainSettings(**record)
+        settings = settings_of(folder / run)
         clip_lengths[run] = settings.clip_length
         last = json.loads((folder / run / "log.jsonl").read_text().splitlines()[-1])
         assert last["step"] == settings.steps  # the run finished

@@ -227,8 +227,7 @@ class VideoSession:
         if out is not None:
             self._replace(track.non_cond, frame, out)
             track.tracked.pop(frame, None)
-        if not any(frame in t.prompted_frames() for t in self._tracks.values()):
-            self._corrections.discard(frame)
+        self._prune_corrections()
         is_cond = any(frame in t.temp_cond for t in self._tracks.values())
         return self._result(frame, prefer_temp_cond=is_cond)
 
@@ -239,13 +238,17 @@ class VideoSession:
             for out in d.values():
                 self.outputs.drop(out)
         del self._tracks[track.obj_id]
-        self._corrections = {f for f in self._corrections if any(f in t.prompted_frames() for t in self._tracks.values())}
+        self._prune_corrections()
+
+    def _prune_corrections(self) -> None:
+        """Forget pending corrections on frames that no object has a prompt on any more."""
+        prompted = set().union(*(t.prompted_frames() for t in self._tracks.values()))
+        self._corrections &= prompted
 
     def reset(self) -> None:
         """Remove all objects, prompts and results (cached frame features are kept)."""
         for obj_id in list(self._tracks):
             self.remove_object(obj_id)
-        self._corrections.clear()
 
     # ------------------------------------------------------------------ propagation
     def propagate(

@@ -147,6 +147,17 @@ def image_batch_from(
     return ImageBatch(torch.stack(images), np.asarray(owner), np.stack(masks))
 
 
+def _window_tracking(
+    small: np.ndarray, idx: np.ndarray, obj: int, max_objects: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(idx, the window's labels, picked ids): ``obj`` first, then others of its first frame."""
+    lab = small[idx]
+    ids, first_areas = np.unique(lab[0], return_counts=True)
+    others = ids != obj
+    picked = _pick(ids[others], first_areas[others], max_objects - 1, rng)
+    return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
+
+
 def _ending_window(
     labels: np.ndarray, size: int, length: int, max_objects: int, rng: np.random.Generator, *, gap: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -178,11 +189,7 @@ def _ending_window(
     if not candidates:
         return None
     idx, obj = candidates[int(rng.integers(len(candidates)))]
-    lab = small[idx]
-    ids, first_areas = np.unique(lab[0], return_counts=True)
-    others = ids != obj
-    picked = _pick(ids[others], first_areas[others], max_objects - 1, rng)
-    return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
+    return _window_tracking(small, idx, obj, max_objects, rng)
 
 
 def _division_window(
@@ -205,12 +212,7 @@ def _division_window(
     if not candidates:
         return None
     start, obj = candidates[int(rng.integers(len(candidates)))]
-    idx = np.arange(start, start + length)
-    lab = small[idx]
-    ids, first_areas = np.unique(lab[0], return_counts=True)
-    others = ids != obj
-    picked = _pick(ids[others], first_areas[others], max_objects - 1, rng)
-    return idx, lab, np.concatenate([[obj], picked]).astype(ids.dtype)
+    return _window_tracking(small, np.arange(start, start + length), obj, max_objects, rng)
 
 
 def clip_from_stack(

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.cells import divisions
+from ..data.cells import divisions as find_divisions
 from ..engine.image import ImagePredictor
 from ..engine.session import VideoSession
 from ..model.sam2 import SAM2
@@ -345,7 +345,7 @@ def frames_past_division(labels: np.ndarray, obj: int, click_frame: int) -> np.n
     :func:`evaluate_tracking` reports the mean IoU on these frames and on the others.
     """
     past = np.zeros(np.shape(labels)[0], dtype=bool)
-    for b, child, mother in divisions(labels):
+    for b, child, mother in find_divisions(labels):
         if obj in (child, mother):
             if click_frame >= b:
                 past[:b] = True
