@@ -381,3 +381,43 @@ def test_timelapse_fraction_chooses_the_kind_of_stack_clips_are_cut_from(monkeyp
     for seed in range(12):
         synthetic_clip(seed, 64, 4, 2)  # the default mix has both
     assert set(made) == {"cell_timelapse", "nuclei_zstack"}
+
+
+def test_timelapse_frames_cuts_clips_from_longer_timelapses(monkeypatch: pytest.MonkeyPatch):
+    """``timelapse_frames`` draws the time-lapses of plain and ending clips that long and cuts
+    the clip from anywhere in them (late frames too); None draws them as before."""
+    made: list = []
+    real = data_module.cell_timelapse
+    monkeypatch.setattr(data_module, "cell_timelapse", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+
+    def window_of(clip: Clip, labels: np.ndarray) -> int:
+        """The first stack frame the clip's masks came from (any flip, turn or direction)."""
+        n = len(clip.masks)
+        for start in range(len(labels) - n + 1):
+            for idx in (np.arange(start, start + n), np.arange(start, start + n)[::-1]):
+                lab = labels[idx]
+                for k in range(4):
+                    for flip in (False, True):
+                        t = np.rot90(lab, k, axes=(-2, -1))
+                        t = t[..., ::-1] if flip else t
+                        ids = [np.unique(t[0][m]) for m in clip.masks[0]]
+                        if all(i.size == 1 and np.array_equal(t == i[0], mk) for i, mk in zip(ids, clip.masks.transpose(1, 0, 2, 3))):
+                            return int(idx.min())
+        raise AssertionError("clip not found in its stack")
+
+    starts = []
+    for seed in range(6):
+        made.clear()
+        clip = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0, timelapse_frames=20)
+        assert {len(s.labels) for s in made} == {20}
+        starts.append(window_of(clip, made[-1].labels))
+    assert max(starts) > 0  # not always the first frames
+    made.clear()
+    synthetic_clip(0, 64, 4, 2, p_timelapse=1.0, p_end=1.0, timelapse_frames=20)
+    assert {len(s.labels) for s in made} == {20}  # ending clips too (4 + 8 < 20)
+    for seed in range(3):
+        made.clear()
+        a = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0)
+        assert {len(s.labels) for s in made} == {4}
+        b = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0, timelapse_frames=None)
+        assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)

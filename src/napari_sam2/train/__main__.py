@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of clips in which the tracked cell divides (it stays the mother)")  # fmt: skip
     p.add_argument("--timelapse-fraction", type=float, default=defaults.timelapse_fraction,
                    help="share of the clips (gap clips aside) cut from time-lapses; the rest from z-stacks")  # fmt: skip
+    p.add_argument("--timelapse-frames", type=int, default=defaults.timelapse_frames,
+                   help="draw the time-lapses of plain and ending clips with at least this many frames "
+                   "and cut the clip from them (default: as many as the clip needs)")  # fmt: skip
     p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
                    help="share of clips with a correction click")  # fmt: skip
     p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         gap_fraction=args.gap_fraction,
         division_fraction=args.division_fraction,
         timelapse_fraction=args.timelapse_fraction,
+        timelapse_frames=args.timelapse_frames,
         correction_fraction=args.correction_fraction,
         correction_at=args.correction_at,
         clip_length=args.clip_length,
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         clips=lambda s: synthetic_clip(
             s, size, settings.clip_length, settings.objects_per_clip,
             p_end=settings.end_fraction, p_gap=settings.gap_fraction, p_timelapse=settings.timelapse_fraction,
-            p_division=settings.division_fraction,
+            p_division=settings.division_fraction, timelapse_frames=settings.timelapse_frames,
         ),  # fmt: skip
         stop_after_minutes=args.minutes,
     )

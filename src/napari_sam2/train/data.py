@@ -302,6 +302,7 @@ def synthetic_clip(
     p_gap: float = 0.0,
     p_timelapse: float = 0.6,
     p_division: float = 0.0,
+    timelapse_frames: int | None = None,
 ) -> Clip:
     """A fresh synthetic clip: a time-lapse (``p_timelapse``, 60%) or a z-stack, seeded.
 
@@ -320,6 +321,11 @@ def synthetic_clip(
     With probability ``p_division`` a division clip: a time-lapse of ``length + 24`` frames,
     redrawn until a cell of a window's first frame divides later in it; the tracked cell is
     the mother, who keeps her place and her id (not the bud, nor both).
+
+    ``timelapse_frames``: the other time-lapses (plain and ending clips) are drawn with at
+    least this many frames and the clip is a window of them, so that training sees cells
+    as they are late in a long time-lapse (moved further, divided, more crowded), not only
+    on the first ``length`` frames. None keeps the clips (and the random stream) of before.
     """
     rng = np.random.default_rng(seed)
     kw = {} if styles is None else {"styles": styles}
@@ -333,7 +339,8 @@ def synthetic_clip(
         if gap or division:
             stack = cell_timelapse(length + 24, (size, size), seed=s, **kw)
         elif rng.uniform() < p_timelapse:
-            stack = cell_timelapse(length + 8 if end else length, (size, size), seed=s, **kw)
+            frames = length + 8 if end else length
+            stack = cell_timelapse(max(frames, timelapse_frames or 0), (size, size), seed=s, **kw)
         else:
             stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
         clip = clip_from_stack(
