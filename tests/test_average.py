@@ -50,3 +50,17 @@ def test_models_of_different_configs_or_too_few_are_refused(tmp_path, capsys):
     path = export_model(_model(0), tmp_path / "a.pt")
     assert main([str(path), "-o", str(tmp_path / "x.pt")]) == 2
     assert "at least two" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_a_calibration_is_not_averaged_into_the_mean():
+    """A presence calibration belongs to the weights it was chosen for: the mean has none,
+    and models that differ only in their calibration still average."""
+    a = _model(0, dataclasses.replace(SMALL_CONFIG, presence_bias_t=1.0, presence_bias_z=-2.0))
+    b = _model(1, dataclasses.replace(SMALL_CONFIG, presence_bias_t=0.5))
+    soup = average_models([a, b])
+    assert (soup.config.presence_bias_t, soup.config.presence_bias_z) == (0.0, 0.0)
+    assert soup.config == SMALL_CONFIG.architecture() == SMALL_CONFIG
+    assert a.config.architecture() == SMALL_CONFIG
+    assert a.config.presence_bias("t") == 1.0 and a.config.presence_bias("z") == -2.0 and a.config.presence_bias(None) == 0.0
+    with pytest.raises(ValueError, match="'t' \\(time-lapse\\) or 'z'"):
+        a.config.presence_bias("c")

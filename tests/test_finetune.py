@@ -170,10 +170,11 @@ def test_a_model_just_evaluated_under_inference_mode_can_be_finetuned(tmp_path: 
     from napari_sam2.train.evaluate import evaluate_tracking
 
     torch.manual_seed(0)
-    model = SAM2(SMALL_CONFIG)
+    model = SAM2(dataclasses.replace(SMALL_CONFIG, presence_bias_t=0.5, presence_bias_z=-1.0))
     stack = cell_timelapse(4, (64, 64), n_cells=5, seed=3)
     with torch.inference_mode():
-        evaluate_tracking(model, [stack], objects_per_stack=1, correction=False, min_area=16)
+        evaluate_tracking(model, [stack], objects_per_stack=1, correction=False, min_area=16, stack_kind="t")
     settings = dataclasses.replace(TINY, steps=2, video_fraction=1.0)
     finetune(model, [(stack.image, stack.labels)], tmp_path, settings, progress=False)
     assert {k.split("/")[0] for r in _log(tmp_path) for k in r if "/" in k} == {"video"}
+    assert model.config == SMALL_CONFIG  # the presence calibration of the old weights is dropped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_sam2 import load_model
 from napari_sam2.engine.session import FrameResult, VideoSession
@@ -230,3 +231,52 @@ def test_frames_are_read_lazily(model, clip):
     _click(s)
     list(s.propagate(max_frames=3))
     assert sorted(set(reads)) == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- presence bias
+def _scores(s: VideoSession, obj: int = 1) -> dict[int, float]:
+    track = s._tracks[obj]
+    return {t: float(out.object_score) for t, out in {**track.non_cond, **track.cond}.items()}
+
+
+def test_presence_bias_shifts_the_object_score_of_tracked_frames_only(model, clip):
+    def run(**kw) -> VideoSession:
+        s = VideoSession(model, clip, **kw)
+        _click(s)
+        list(s.propagate())
+        return s
+
+    plain, keep, drop = run(), run(presence_bias=50.0), run(presence_bias=-50.0)
+    base, kept, dropped = _scores(plain), _scores(keep), _scores(drop)
+    assert plain.presence_bias == 0.0 and keep.presence_bias == 50.0
+    assert base[0] == kept[0] == dropped[0]  # the clicked frame decodes without memory: no bias
+    # frame 1 remembers only frame 0, the same in all three: its score is shifted exactly
+    assert kept[1] == pytest.approx(base[1] + 50.0, abs=1e-3)
+    assert dropped[1] == pytest.approx(base[1] - 50.0, abs=1e-3)
+    assert all(kept[t] > 0 for t in range(1, 8)) and all(dropped[t] < 0 for t in range(1, 8))
+    masks = lambda s: np.stack([s.result(t).masks[0] for t in range(8)])  # noqa: E731
+    assert masks(plain)[1:].any()  # (so emptying them is the bias's doing)
+    assert not masks(drop)[1:].any() and masks(drop)[0].any()  # only the click's mask stays
+    np.testing.assert_array_equal(masks(drop)[0], masks(plain)[0])
+    # the object pointer reads the shifted score too: an absent object's is the no-object pointer
+    no_obj = model.no_obj_ptr.float().reshape(1, -1)
+    torch.testing.assert_close(drop._tracks[1].non_cond[1].obj_ptr, no_obj)
+    assert not torch.allclose(keep._tracks[1].non_cond[1].obj_ptr, no_obj)
+
+
+def test_stack_kind_picks_the_models_calibration(model, clip):
+    import copy
+    import dataclasses
+
+    calibrated = copy.deepcopy(model)
+    calibrated.config = dataclasses.replace(model.config, presence_bias_t=-50.0, presence_bias_z=2.5)
+    assert VideoSession(calibrated, clip, stack_kind="t").presence_bias == -50.0
+    assert VideoSession(calibrated, clip, stack_kind="z").presence_bias == 2.5
+    assert VideoSession(calibrated, clip).presence_bias == 0.0  # unknown kind: uncalibrated
+    assert VideoSession(calibrated, clip, stack_kind="t", presence_bias=1.0).presence_bias == 1.0
+    assert VideoSession(model, clip, stack_kind="t").presence_bias == 0.0  # official weights: none
+    with pytest.raises(InputError, match="'t' \\(time-lapse\\), 'z'"):
+        VideoSession(model, clip, stack_kind="c")
+    s = VideoSession(calibrated, clip, stack_kind="t")
+    _click(s)
+    assert not np.stack([r.masks[0] for r in list(s.propagate())[1:]]).any()

@@ -83,6 +83,13 @@ class VideoSession:
         window: fixed intensity window for non-uint8 data (else stack percentiles).
         feature_ram_budget, output_ram_budget: bytes of RAM for cached frame features and
             for per-frame outputs; beyond them, data spills to ``spill_dir``.
+        stack_kind: "t" (time-lapse), "z" (z-stack) or None (unknown): picks the model's
+            calibrated ``presence_bias`` (``SAM2Config.presence_bias_t`` / ``_z``; 0 for
+            the official models and for None).
+        presence_bias: added to the object-present logit on every tracked frame (not on
+            clicked frames without memory), overriding the calibrated value: > 0 keeps an
+            object the tracker doubts (fewer dropped frames), < 0 lets it go sooner (fewer
+            frames following a neighbour after the object ended). 0 is the official rule.
     """
 
     def __init__(
@@ -97,7 +104,11 @@ class VideoSession:
         feature_ram_budget: int | None = 1 << 30,
         output_ram_budget: int | None = 512 << 20,
         spill_dir: str | None = None,
+        stack_kind: str | None = None,
+        presence_bias: float | None = None,
     ) -> None:
+        if stack_kind not in (None, "t", "z"):
+            raise InputError(f"stack_kind is 't' (time-lapse), 'z' (z-stack) or None, got {stack_kind!r}")
         if compute_dtype not in _DTYPES:
             raise InputError(f"compute_dtype must be one of {sorted(_DTYPES)}, got {compute_dtype!r}")
         if fill_hole_area < 0:
@@ -105,6 +116,8 @@ class VideoSession:
         self.model = model
         self.source = frames if isinstance(frames, FrameSource) else FrameSource(frames, window=window)
         self.fill_hole_area = int(fill_hole_area)
+        self.stack_kind = stack_kind
+        self.presence_bias = float(model.config.presence_bias(stack_kind) if presence_bias is None else presence_bias)
         self.compute_dtype = _DTYPES[compute_dtype]
         self.corrections_as_conditioning = corrections_as_conditioning
         self.features = FeatureCache(
@@ -419,6 +432,7 @@ class VideoSession:
                 None if points is None else points.labels,
                 prev_logits if mask is None else mask,
                 model.use_multimask(is_init, n_points),
+                presence_bias=0.0 if is_init else self.presence_bias,
             )
         return out
 

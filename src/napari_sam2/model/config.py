@@ -103,6 +103,12 @@ class SAM2Config:
     max_cond_frames_in_attn: int = -1
     memory_temporal_stride_for_eval: int = 1
     non_overlap_masks_for_mem_enc: bool = False
+    # Inference calibration, not architecture: what VideoSession adds to the object-present
+    # logit of tracked frames in a time-lapse (t) and in a z-stack (z) when it is told the
+    # kind of stack. 0, as in the official models, tracks exactly as the official code. A
+    # trained model may carry values chosen on its validation set (napari-sam2-cells does).
+    presence_bias_t: float = 0.0
+    presence_bias_z: float = 0.0
 
     @property
     def embedding_size(self) -> int:
@@ -116,6 +122,18 @@ class SAM2Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def presence_bias(self, stack_kind: str | None) -> float:
+        """The calibrated object-present logit offset for a ``"t"`` or ``"z"`` stack (0 for None)."""
+        if stack_kind is None:
+            return 0.0
+        if stack_kind not in ("t", "z"):
+            raise ValueError(f"the kind of stack is 't' (time-lapse) or 'z' (z-stack), got {stack_kind!r}")
+        return self.presence_bias_t if stack_kind == "t" else self.presence_bias_z
+
+    def architecture(self) -> "SAM2Config":
+        """This config without its inference calibration (what two trainable networks share)."""
+        return dataclasses.replace(self, presence_bias_t=0.0, presence_bias_z=0.0)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -200,6 +200,7 @@ class SAM2(nn.Module):
         labels: torch.Tensor | None,
         mask_input: torch.Tensor | None,
         multimask: bool,
+        presence_bias: float = 0.0,
     ) -> TrackOutput:
         """Decode one frame for a batch of objects during tracking.
 
@@ -208,6 +209,9 @@ class SAM2(nn.Module):
             coords, labels: (B, N, 2) / (B, N) prompts, or None for no clicks.
             mask_input: (B, 1, h, w) mask prompt (resized to the decoder's mask size).
             multimask: decode three candidates and keep the best by predicted IoU.
+            presence_bias: added to the object-present logit before anything reads it (the
+                mask, the object pointer, the returned score that the memory encoder sees):
+                > 0 keeps a doubtful object, < 0 lets it go sooner. 0 is the official model.
         """
         b = pix_feat.shape[0]
         if coords is None:
@@ -224,7 +228,8 @@ class SAM2(nn.Module):
         out = self.decode(pix_feat, high_res, coords, labels, mask_prompt)
         logits, iou = self.select(out, multimask)
         tokens = select_tokens(out, multimask, self.config.use_multimask_token_for_obj_ptr)
-        present = out.object_score > 0  # (B, 1)
+        score = out.object_score + presence_bias if presence_bias else out.object_score
+        present = score > 0  # (B, 1)
         if self.config.pred_obj_scores:
             logits = torch.where(present[:, :, None, None], logits, NO_OBJ_SCORE)
         logits = logits.float()
@@ -237,9 +242,9 @@ class SAM2(nn.Module):
             if tokens.shape[1] > 1:
                 token = tokens[rows, best]
         high = F.interpolate(logits, size=(self.config.image_size,) * 2, mode="bilinear", align_corners=False)
-        obj_ptr = self._object_pointer(token, out.object_score)
+        obj_ptr = self._object_pointer(token, score)
         return TrackOutput(
-            logits=logits, high_res_logits=high, iou=iou, obj_ptr=obj_ptr, object_score=out.object_score, decoded=out
+            logits=logits, high_res_logits=high, iou=iou, obj_ptr=obj_ptr, object_score=score, decoded=out
         )
 
     def _object_pointer(self, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:

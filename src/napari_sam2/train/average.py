@@ -26,12 +26,16 @@ __all__ = ["average_models", "main"]
 
 
 def average_models(models: Sequence[SAM2]) -> SAM2:
-    """A new SAM2 whose floating-point weights are the mean of ``models``' (same config)."""
+    """A new SAM2 whose floating-point weights are the mean of ``models``' (same config).
+
+    A presence calibration (``SAM2Config.presence_bias_t`` / ``_z``) belongs to the weights
+    it was chosen for, so the mean has none: calibrate it again.
+    """
     if len(models) < 2:
         raise InputError("give at least two models to average")
     first = models[0]
     for other in models[1:]:
-        if other.config != first.config:
+        if other.config.architecture() != first.config.architecture():
             raise InputError("the models have different configs: only models of one architecture can be averaged")
     states = [m.state_dict() for m in models]
     mean = {}
@@ -42,7 +46,7 @@ def average_models(models: Sequence[SAM2]) -> SAM2:
             if any(not torch.equal(s[key], value) for s in states[1:]):
                 raise InputError(f"the models differ in the non-float tensor {key!r}: they cannot be averaged")
             mean[key] = value
-    out = SAM2(first.config)
+    out = SAM2(first.config.architecture())
     out.load_state_dict(mean)
     return out.eval()
 

@@ -364,6 +364,8 @@ def evaluate_tracking(
     compute_dtype: str = "float32",
     log: Log = None,
     divisions: bool = False,
+    stack_kind: str | None = None,
+    presence_bias: float | None = None,
 ) -> dict[str, Any]:
     """One click per object on a stack, propagated through every frame; then one correction.
 
@@ -397,6 +399,9 @@ def evaluate_tracking(
         Time-lapses: also account for the frames past a division
         (:func:`frames_past_division`; a z-stack has none, though a nucleus starting on a
         later slice next to another would look like one).
+    stack_kind, presence_bias
+        As ``VideoSession``'s: ``"t"`` or ``"z"`` tracks with the model's calibrated
+        presence bias for that kind of stack, ``presence_bias`` overrides it.
     log
         Optional callable receiving one progress line per object.
 
@@ -425,7 +430,10 @@ def evaluate_tracking(
         chosen = _largest_objects(labels, objects_per_stack, min_area)
         if not chosen:
             continue
-        with VideoSession(model, image, compute_dtype=compute_dtype, corrections_as_conditioning=True) as session:
+        with VideoSession(
+            model, image, compute_dtype=compute_dtype, corrections_as_conditioning=True,
+            stack_kind=stack_kind, presence_bias=presence_bias,
+        ) as session:  # fmt: skip
             for obj in chosen:
                 gt = labels == obj
                 others = (labels > 0) & ~gt

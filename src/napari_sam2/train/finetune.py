@@ -305,7 +305,9 @@ def finetune(
     Returns
     -------
     SAM2
-        The same model, in eval mode with ``requires_grad`` off.
+        The same model, in eval mode with ``requires_grad`` off, without the presence
+        calibration the starting model may carry (``SAM2Config.presence_bias_t`` / ``_z``:
+        it was chosen for the old weights).
     """
     size = model.config.image_size
     names = list(names) if names is not None else [f"pair {i + 1}" for i in range(len(pairs))]
@@ -329,4 +331,5 @@ def finetune(
         stop_after_minutes=stop_after_minutes,
     )
     model.requires_grad_(False)
+    model.config = model.config.architecture()
     return model
