@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import signal
 import subprocess
 import sys
@@ -234,3 +235,33 @@ def test_help_names_the_real_default_model() -> None:
     assert DEFAULT_MODEL_HELP == DEFAULT_MODEL
     proc = run_cli("segment", "--help")
     assert proc.returncode == 0 and "--direction" in proc.stdout and DEFAULT_MODEL in proc.stdout
+
+
+def test_stack_kind_tracks_with_the_models_presence_calibration(files, stack, tmp_path: Path) -> None:
+    """``--stack-kind t`` takes the config's ``presence_bias_t``: a bias that rules every object
+    absent leaves only the prompted frame, and the labels say what was used; no kind (a TIFF
+    names no axes) tracks uncalibrated, as a direct session does."""
+    config = json.loads(CONFIG.read_text())
+    config.update(presence_bias_t=-50.0, presence_bias_z=0.0)
+    calibrated = tmp_path / "calibrated.json"
+    calibrated.write_text(json.dumps(config))
+    args = ["segment", str(files["tif"]), "--prompts", str(files["points"]), "--checkpoint", str(CHECKPOINT),
+            "--config", str(calibrated)]  # fmt: skip
+    out_t, out_z, out_none = tmp_path / "t.zarr", tmp_path / "z.zarr", tmp_path / "none.zarr"
+    for kind, out in (("t", out_t), ("z", out_z)):
+        proc = run_cli(*args, "--stack-kind", kind, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+    assert run_cli(*args, "-o", str(out_none)).returncode == 0
+    assert read_labels(out_t).axes == ("t", "y", "x")  # the labels name the axis as the user did
+    assert read_labels(out_z).axes == read_labels(out_none).axes == ("z", "y", "x")
+    t, _, meta_t = read_labels(out_t)
+    z, _, meta_z = read_labels(out_z)
+    none, _, meta_none = read_labels(out_none)
+    assert (meta_t["stack_kind"], meta_t["presence_bias"]) == ("t", -50.0)
+    assert (meta_z["stack_kind"], meta_z["presence_bias"]) == ("z", 0.0)
+    assert (meta_none["stack_kind"], meta_none["presence_bias"]) == (None, 0.0)
+    t, z, none = np.asarray(t), np.asarray(z), np.asarray(none)
+    assert set(np.unique(t[2])) == {0, 1, 2}  # the clicked frame keeps its masks
+    assert not t[[0, 1, 3, 4, 5]].any()  # every tracked frame ruled absent
+    assert z[[0, 1, 3, 4, 5]].any()  # (so the bias, not the model, emptied them)
+    np.testing.assert_array_equal(z, none)

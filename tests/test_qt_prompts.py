@@ -143,6 +143,7 @@ def test_video_axis_one_of_a_z_stack_keeps_scale_and_writes_z_first(make_napari_
     widget.start()
     seg = widget.segmenter
     assert seg.spec.n_frames == 6 and seg.spec.hw == (48, 64)
+    assert seg.session.stack_kind == "z"  # tracks with the model's z-stack calibration (none here)
     assert viewer.dims.not_displayed == (1,)  # the viewer now slices along z
     goto(viewer, widget, 2)
     click(widget, 2, 24, 32)

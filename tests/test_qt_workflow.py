@@ -24,6 +24,7 @@ def test_click_propagate_correct_commit_and_save_round_trip(make_napari_viewer, 
     widget.start()
     seg = widget.segmenter
     assert seg.active and seg.spec.n_frames == 6
+    assert seg.session.stack_kind == widget.axis_kind.value == "t"  # the session knows the kind of stack
     names = [layer.name for layer in viewer.layers]
     assert names == ["clip", "SAM2 prompts [clip]", "SAM2 boxes [clip]", "SAM2 preview [clip]", "SAM2 result [clip]"]
     for layer in viewer.layers[1:]:

@@ -94,6 +94,11 @@ class SegmentJob:
         last prompted frame to frame 0). Frames not reached stay 0.
     compute_dtype : str
         ``float32`` or ``bfloat16`` for the memory attention.
+    stack_kind : str or None
+        ``"t"`` (time-lapse) or ``"z"`` (z-stack): tracks with the model's presence bias
+        calibrated for that kind (``VideoSession``; only trained models such as
+        napari-sam2-cells carry one). None takes the stack axis's OME-Zarr name if the input
+        has one, else tracks uncalibrated.
     overwrite : bool
         Replace an existing output.
     torch_threads : int or None
@@ -108,6 +113,7 @@ class SegmentJob:
     axis: int = 0
     direction: str = "both"
     compute_dtype: str = "float32"
+    stack_kind: str | None = None
     overwrite: bool = False
     torch_threads: int | None = None
 
@@ -235,19 +241,28 @@ def segment_steps(
         if model is None:
             model = cached_model(job.model)
         obj_ids = sorted({p.obj_id for p in prompts})
+        kind = (job.stack_kind or stack.axis_name) if is_stack else None
+        if kind not in (None, "t", "z"):
+            raise InputError(f"stack_kind is 't' (time-lapse), 'z' (z-stack) or None, got {kind!r}")
+        label_axes = f"{kind}yx" if kind is not None else stack.label_axes
         metadata = {
             "model": model.config.name,
             "checkpoint": job.model.source,
             "input": str(job.input),
             "axis": stack.axis,
             "direction": job.direction,
+            "stack_kind": kind,
             "prompts": prompts_to_dict(prompts, axis=stack.axis),
         }
         n_frames = stack.label_shape[0] if is_stack else 1
-        session = VideoSession(model, stack.frames, compute_dtype=job.compute_dtype, corrections_as_conditioning=True)
+        session = VideoSession(
+            model, stack.frames, compute_dtype=job.compute_dtype, corrections_as_conditioning=True,
+            stack_kind=kind,
+        )  # fmt: skip
+        metadata["presence_bias"] = session.presence_bias
         # an error, Ctrl-C or close() inside aborts the writer: no partial store stays
         with session, LabelWriter(
-            output, stack.label_shape, dtype=label_dtype(max(obj_ids)), axes=stack.label_axes,
+            output, stack.label_shape, dtype=label_dtype(max(obj_ids)), axes=label_axes,
             scale=stack.label_scale, metadata=metadata, overwrite=job.overwrite,
         ) as writer:  # fmt: skip
             for p in prompts:

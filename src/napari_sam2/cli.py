@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "forward: from the first prompted frame to the end; backward: from the last prompted frame "
         "to frame 0 (default: both)",
     )  # fmt: skip
+    common.add_argument(
+        "--stack-kind", choices=("t", "z"), default=None,
+        help="t: a time-lapse, z: a z-stack. A trained model (napari-sam2-cells) then tracks with its presence "
+        "calibration for that kind. Default: the input's OME-Zarr axis name, else uncalibrated",
+    )  # fmt: skip
     common.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     common.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
                         help="float32 (the official numbers) or bfloat16 (faster on some CPUs/GPUs)")  # fmt: skip
@@ -277,7 +282,7 @@ def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
     from .batch import SegmentJob
 
     return SegmentJob(
-        model=_model_spec(args), axis=args.axis, direction=args.direction,
+        model=_model_spec(args), axis=args.axis, direction=args.direction, stack_kind=args.stack_kind,
         compute_dtype=args.compute_dtype, overwrite=args.overwrite, torch_threads=args.torch_threads, **fields,
     )  # fmt: skip
 

@@ -124,7 +124,9 @@ class Segmenter:
                 old.reset()
                 session = old
             else:  # reads a few frames for the intensity window
-                session = VideoSession(model, spec.frames(), corrections_as_conditioning=True)
+                # the kind of stack picks the model's calibrated presence bias (0 for official weights)
+                kind = spec.axis_kind if spec.video_axis is not None else None
+                session = VideoSession(model, spec.frames(), corrections_as_conditioning=True, stack_kind=kind)
             yield Progress(2, 2)
             return model, session
 

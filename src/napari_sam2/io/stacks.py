@@ -102,6 +102,9 @@ class Stack:
         ``"zyx"``, ``"tyx"`` (from OME-Zarr axis names) or ``"yx"``.
     label_scale : tuple of float or None
         The OME-Zarr pixel size of the label axes, if the input has one.
+    axis_name : str or None
+        The OME-Zarr name of the stack axis (``"t"`` or ``"z"``) if the input names its
+        axes; None for TIFF, ``.npy``, plain zarr and 2-D images.
     """
 
     path: Path
@@ -111,6 +114,7 @@ class Stack:
     label_shape: tuple[int, ...]
     label_axes: str
     label_scale: tuple[float, ...] | None = None
+    axis_name: str | None = None
     _close: Callable[[], None] | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -210,14 +214,16 @@ def _make_stack(
         rest = [i for i in spatial if i != frame_axis]
         label_shape = (src[frame_axis], src[rest[0]], src[rest[1]])
     view = _FrameView(array, frame_axis, drop, channel)
-    label_axes, label_scale = "zyx" if len(label_shape) == 3 else "yx", None
+    label_axes, label_scale, axis_name = "zyx" if len(label_shape) == 3 else "yx", None, None
     if names is not None:
         order = ([frame_axis] if frame_axis is not None else []) + [i for i in spatial if i != frame_axis]
-        if frame_axis is not None and names[frame_axis] == "t":
+        if frame_axis is not None and names[frame_axis] in ("t", "z"):
+            axis_name = names[frame_axis]
+        if axis_name == "t":
             label_axes = "tyx"
         if scale is not None:
             label_scale = tuple(scale[i] for i in order)
-    return Stack(p, view, shape, axis, label_shape, label_axes, label_scale, close)
+    return Stack(p, view, shape, axis, label_shape, label_axes, label_scale, axis_name, _close=close)
 
 
 def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None]:
