@@ -20,6 +20,11 @@ quote, untouched by that choice.
     python benchmarks/eval_cells.py --baseline-only        # numpy only, no model
     python benchmarks/eval_cells.py --split validation --model runs/x/model.pt --out /tmp/val.json
     python benchmarks/eval_cells.py --tracking-only ...   # skip the 2-D part
+    python benchmarks/eval_cells.py --uncalibrated ...    # track without the presence calibration
+
+Tracking tells the session the kind of stack, as the plugin and the CLI do, so a model's
+presence calibration (``benchmarks/calibrate_presence.py``) is used; ``--uncalibrated``
+measures without it.
 
 Results go to benchmarks/results/cells_eval.json (``--out``).
 """
@@ -128,6 +133,8 @@ def main() -> None:
     ap.add_argument("--split", choices=tuple(SPLIT_OFFSET), default="test",
                     help="which held-out set: test (quoted in the docs) or validation (to choose models on)")  # fmt: skip
     ap.add_argument("--tracking-only", action="store_true", help="skip the 2-D one-click part (and its baseline)")
+    ap.add_argument("--uncalibrated", action="store_true",
+                    help="track without the model's presence calibration (as when the kind of stack is unknown)")  # fmt: skip
     ap.add_argument("--baseline-only", action="store_true", help="only the classical 2-D baseline (no model)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cells_eval.json")
     args = ap.parse_args()
@@ -173,10 +180,16 @@ def main() -> None:
             stacks, seeds = held_out_stacks(kind, args.stacks, args.frames, args.size, args.split)
             report["seeds"][kind] = seeds
             t = time.perf_counter()
+            # as the plugin and the CLI do: the session is told the kind of stack (t or z), which
+            # picks the model's presence calibration (SAM2Config.presence_bias_t / _z, 0 if none)
+            stack_kind = None if args.uncalibrated else "t" if kind == "timelapse" else "z"
             track = evaluate_tracking(
-                model, stacks, objects_per_stack=args.objects_per_stack, log=print, divisions=kind == "timelapse"
-            )
-            res[f"tracking_{kind}"] = {**track, "seconds": time.perf_counter() - t}
+                model, stacks, objects_per_stack=args.objects_per_stack, log=print, divisions=kind == "timelapse",
+                stack_kind=stack_kind,
+            )  # fmt: skip
+            bias = model.config.presence_bias(stack_kind)
+            res[f"tracking_{kind}"] = {**track, "stack_kind": stack_kind, "presence_bias": bias,
+                                       "seconds": time.perf_counter() - t}  # fmt: skip
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(report))
@@ -198,7 +211,8 @@ def print_table(res: dict) -> None:
         print("\ntracking            objects  frames  before  after one correction")
     for kind in tracked:
         r = res[f"tracking_{kind}"]
-        print(f"  {kind:<18}{r['count']:>6}  {min(r['frames'], default=0):>6}   {fmt(r['mean_before'])}   {fmt(r['mean_after'])}")
+        print(f"  {kind:<18}{r['count']:>6}  {min(r['frames'], default=0):>6}   {fmt(r['mean_before'])}   "
+              f"{fmt(r['mean_after'])}   (presence bias {r.get('presence_bias', 0.0):+.1f})")  # fmt: skip
     if tracked:
         print("\nlost frames         dropped (there, empty mask)  spilled (gone, mask shown)   before -> after")
     for kind in tracked:

@@ -249,8 +249,8 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
     # docs/model.md's table of the runs after phase 2: each record describes today's code, and each
     # run's validation result is there, from the validation split, over 32-frame stacks
     folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
-    runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    assert runs == ["phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8"]
+    runs = sorted((p.name for p in folder.iterdir() if p.is_dir()), key=lambda n: (int(n[5:].rstrip("ab")), n))
+    assert runs == ["phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8", "phase9", "phase10"]
     clip_lengths = {}
     for run in runs:
         settings = settings_of(folder / run)
@@ -283,6 +283,14 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
     assert all(mean["results"][k]["mean_before"] > again[k]["mean_before"] for k in kinds)
     mean_2d = json.loads((folder / "validation_2d_average6-7.json").read_text())["results"]["model_2d"]
     assert mean_2d["mean_iou"] >= two_d["phase5"]["model_2d"]["mean_iou"]
+    # runs 9 and 10 (clips cut from 32-frame time-lapses) and their mean: none beats the shipped
+    # mean of 6 and 7 in both kinds, so its weights stay
+    shipped = mean["results"]
+    for name in ("phase9", "phase10", "average9-10"):
+        res = json.loads((folder / f"validation_{name}.json").read_text())["results"]
+        assert res["tracking_zstack"]["count"] == 30
+        assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
+    assert [settings_of(folder / r).timelapse_frames for r in ("phase9", "phase10")] == [32, 32]
 
 
 def settings_of(run: Path) -> TrainSettings:
@@ -421,3 +429,42 @@ def test_timelapse_frames_cuts_clips_from_longer_timelapses(monkeypatch: pytest.
         assert {len(s.labels) for s in made} == {4}
         b = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0, timelapse_frames=None)
         assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+
+
+def _calibration_module():
+    import importlib
+    import sys
+
+    bench = str(Path(__file__).parents[1] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module("calibrate_presence")
+
+
+def test_presence_calibration_avoids_a_bias_next_to_a_cliff():
+    cal = _calibration_module()
+    # the best mean sits one step from a collapse: its neighbourhood's worst case rules it out
+    scores = {0.0: 0.74, -0.5: 0.75, -1.0: 0.77, -1.5: 0.78, -2.0: 0.80, -2.5: 0.65}
+    assert cal.robust(scores)[-2.0] == 0.65 and cal.robust(scores)[-1.5] == 0.77
+    assert cal.choose(scores, 0.005) == -1.5
+    # on a plateau the smallest change within the tolerance wins
+    assert cal.choose({0.0: 0.70, 0.5: 0.76, 1.0: 0.762, 1.5: 0.763, 2.0: 0.763}, 0.005) == 1.0
+    assert cal.choose({0.0: 0.80, 1.0: 0.70}, 0.005) == 0.0  # no gain: no bias
+
+
+def test_the_shipped_model_carries_the_recorded_calibration():
+    """napari-sam2-cells's presence biases are the ones benchmarks/calibrate_presence.py chose,
+    on the validation split, by its rule, from the sweep it recorded."""
+    from napari_sam2 import load_model
+
+    cal = _calibration_module()
+    record = json.loads((Path(__file__).parents[1] / "benchmarks/results/presence_calibration.json").read_text())
+    assert record["split"] == "validation" and record["stacks_per_kind"] == 10
+    config = load_model("napari-sam2-cells").config
+    for kind, bias in (("timelapse", config.presence_bias_t), ("zstack", config.presence_bias_z)):
+        sweep = record["kinds"][kind]["sweep"]
+        assert [row["bias"] for row in sweep] == list(cal.GRID[kind[0]])
+        assert record["kinds"][kind]["chosen"] == bias == cal.choose({r["bias"]: r["mean"] for r in sweep}, record["tolerance"])
+        uncalibrated = next(r["mean"] for r in sweep if r["bias"] == 0.0)
+        assert next(r["mean"] for r in sweep if r["bias"] == bias) > uncalibrated
+    assert config.presence_bias_t > 0 > config.presence_bias_z  # time-lapses keep cells, z-stacks let go
