@@ -250,7 +250,7 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
     # run's validation result is there, from the validation split, over 32-frame stacks
     folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
     runs = sorted((p.name for p in folder.iterdir() if p.is_dir()), key=lambda n: (int(n[5:].rstrip("ab")), n))
-    assert runs == ["phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8", "phase9", "phase10"]
+    assert runs == ["phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8", "phase9", "phase10", "phase11"]
     clip_lengths = {}
     for run in runs:
         settings = settings_of(folder / run)
@@ -283,14 +283,16 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
     assert all(mean["results"][k]["mean_before"] > again[k]["mean_before"] for k in kinds)
     mean_2d = json.loads((folder / "validation_2d_average6-7.json").read_text())["results"]["model_2d"]
     assert mean_2d["mean_iou"] >= two_d["phase5"]["model_2d"]["mean_iou"]
-    # runs 9 and 10 (clips cut from 32-frame time-lapses) and their mean: none beats the shipped
-    # mean of 6 and 7 in both kinds, so its weights stay
+    # runs 9 and 10 (clips cut from 32-frame time-lapses), their mean, run 11 (half division
+    # clips) and its mean with the shipped weights: none beats the shipped weights (the mean of
+    # 6 and 7, uncalibrated, as all of these were measured) in both kinds, so they stay
     shipped = mean["results"]
-    for name in ("phase9", "phase10", "average9-10"):
+    for name in ("phase9", "phase10", "average9-10", "phase11", "average6-7-11"):
         res = json.loads((folder / f"validation_{name}.json").read_text())["results"]
         assert res["tracking_zstack"]["count"] == 30
         assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
-    assert [settings_of(folder / r).timelapse_frames for r in ("phase9", "phase10")] == [32, 32]
+    assert [settings_of(folder / r).timelapse_frames for r in ("phase9", "phase10", "phase11")] == [32, 32, 32]
+    assert settings_of(folder / "phase11").division_fraction == 0.5
 
 
 def settings_of(run: Path) -> TrainSettings:
