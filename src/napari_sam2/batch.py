@@ -241,9 +241,7 @@ def segment_steps(
         if model is None:
             model = cached_model(job.model)
         obj_ids = sorted({p.obj_id for p in prompts})
-        kind = (job.stack_kind or stack.axis_name) if is_stack else None
-        if kind not in (None, "t", "z"):
-            raise InputError(f"stack_kind is 't' (time-lapse), 'z' (z-stack) or None, got {kind!r}")
+        kind = (job.stack_kind or stack.axis_name) if is_stack else None  # VideoSession checks it
         label_axes = f"{kind}yx" if kind is not None else stack.label_axes
         metadata = {
             "model": model.config.name,
