@@ -94,15 +94,17 @@ def main() -> None:
                   f"dropped {r['lost_before']['dropped']}, spilled {r['lost_before']['spilled']} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
         scores = {row["bias"]: row["mean"] for row in rows}
+        safe = robust(scores)
         for row in rows:
-            row["worst_with_neighbours"] = robust(scores)[row["bias"]]
+            row["worst_with_neighbours"] = safe[row["bias"]]
         chosen[kind] = choose(scores, args.tolerance)
         report["kinds"][KINDS[kind]] = {"seeds": seeds, "sweep": rows, "chosen": chosen[kind]}
         print(f"{KINDS[kind]}: presence bias {chosen[kind]:+.1f}", flush=True)
 
     model.config = dataclasses.replace(model.config, presence_bias_t=chosen["t"], presence_bias_z=chosen["z"])
     meta = torch.load(source, map_location="cpu", weights_only=True)
-    keep = {k: v for k, v in meta.items() if k not in ("model", "config")} if isinstance(meta, dict) else {}
+    # the checkpoint's own notes (e.g. averaged_from); a bare state dict has only tensors
+    keep = {k: v for k, v in meta.items() if k != "config" and isinstance(v, str)}
     export_model(model, args.output, **keep, presence_calibrated_by="benchmarks/calibrate_presence.py")
     report["written"] = str(args.output)
     args.out.write_text(json.dumps(rounded(report), indent=1) + "\n")
