@@ -219,3 +219,29 @@ def test_frames_past_division_are_those_a_division_separates_from_the_click():
     np.testing.assert_array_equal(frames_past_division(labels, 1, 6), np.arange(8) < 4)
     np.testing.assert_array_equal(frames_past_division(labels, 3, 6), np.arange(8) < 4)  # before the bud's birth
     assert not frames_past_division(labels, 2, 0).any() and not frames_past_division(labels, 4, 6).any()
+
+
+def test_bootstrap_interval_resamples_whole_stacks():
+    from napari_sam2.train.evaluate import bootstrap_interval
+
+    # one stack: no spread to estimate
+    assert bootstrap_interval([0.2, 0.9], [0, 0]) is None
+    # equal stacks: the interval is the mean itself
+    lo, hi = bootstrap_interval([0.5, 0.7, 0.5, 0.7], [0, 0, 1, 1])
+    assert lo == pytest.approx(0.6) and hi == pytest.approx(0.6)
+    # stacks 0.0 and 1.0: the interval spans most of [0, 1] and holds the mean 0.5
+    values, groups = [0.0] * 3 + [1.0] * 3, [0] * 3 + [1] * 3
+    lo, hi = bootstrap_interval(values, groups)
+    assert lo < 0.2 and hi > 0.8
+    # tracks of one stack move together: as two stacks of three tracks, the same values
+    # give a wider interval than as six independent stacks
+    lo6, hi6 = bootstrap_interval(values, list(range(6)))
+    assert hi6 - lo6 < hi - lo
+    # the mean of a draw is over its tracks, as mean_before is: a one-track stack at 1.0
+    # drawn with a three-track stack at 0.0 gives 0.25 (a mean of stack means would give
+    # 0.5), and that mixed draw is the median one
+    lo, hi = bootstrap_interval([1.0, 0.0, 0.0, 0.0], [0, 1, 1, 1], level=0.0)
+    assert lo == pytest.approx(0.25) and hi == pytest.approx(0.25)
+    assert bootstrap_interval([0.1, 0.2, 0.3], [0, 1, 2]) == bootstrap_interval([0.1, 0.2, 0.3], [0, 1, 2])
+    with pytest.raises(ValueError, match="same length"):
+        bootstrap_interval([0.1, 0.2], [0])

@@ -38,6 +38,7 @@ __all__ = [
     "GOOD_IOU",
     "MIN_AREA",
     "baseline_clicks",
+    "bootstrap_interval",
     "click_point",
     "correction_click",
     "evaluate_clicks",
@@ -109,6 +110,32 @@ def correction_click(pred: np.ndarray, gt: np.ndarray) -> tuple[tuple[float, flo
         raise ValueError("the mask is right: there is nothing to correct")
     positive = int(np.count_nonzero(missed) > np.count_nonzero(spilled))
     return click_point(missed if positive else spilled), positive
+
+
+def bootstrap_interval(
+    values: Sequence[float], groups: Sequence[int], *, level: float = 0.95, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float] | None:
+    """A percentile bootstrap interval for the mean of ``values``, resampling whole groups.
+
+    Tracks on the same stack share its frames, its look and its crowding, so they are not
+    independent: the groups (stacks) are drawn with replacement, and each draw's mean is
+    over all the values of the groups drawn. Returns None for fewer than two groups (no
+    spread to estimate). Seeded: the same values give the same interval.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(groups)
+    if v.shape != g.shape:
+        raise ValueError("values and groups must have the same length")
+    ids = np.unique(g)
+    if ids.size < 2:
+        return None
+    sums = np.array([v[g == i].sum() for i in ids])
+    counts = np.array([np.count_nonzero(g == i) for i in ids])
+    pick = np.random.default_rng(seed).integers(0, ids.size, size=(draws, ids.size))
+    means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def _summary(ious: list[float]) -> dict[str, Any]:
@@ -416,7 +443,8 @@ def evaluate_tracking(
         objects; ``after`` is None without ``correction``), ``lost_before`` / ``lost_after``
         (frame counts summed over objects), ``division`` (with ``divisions``, else None):
         how many frames lie past a division and the mean IoU (before the correction) on
-        them and on the others,
+        them and on the others, ``interval_before``: a 95% :func:`bootstrap_interval` of
+        ``mean_before`` over stacks (None for fewer than two stacks),
         ``count``, ``frames``: the number of frames of each stack.
     """
     records: list[dict[str, Any]] = []
@@ -490,6 +518,7 @@ def evaluate_tracking(
         } if divisions else None,  # fmt: skip
         "mean_before": float(np.mean(before_all)) if before_all else None,
         "mean_after": float(np.mean(after_all)) if after_all else None,
+        "interval_before": bootstrap_interval(before_all, [r["stack"] for r in records]),
         "lost_before": lost("lost_before"),
         "lost_after": lost("lost_after"),
         "frames": n_frames,
