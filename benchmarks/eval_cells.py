@@ -203,6 +203,20 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+#: object speed bins (pixels per frame at the benchmark's 256 x 256) for the by-speed table
+SPEED_BINS = (0.0, 2.0, 4.0, float("inf"))
+
+
+def print_by_speed(kind: str, objects: list[dict]) -> None:
+    """Mean per-frame IoU (before the correction) of the tracks by how fast the object moves."""
+    cells = []
+    for lo, hi in zip(SPEED_BINS, SPEED_BINS[1:]):
+        ious = [o["before"] for o in objects if o.get("speed") is not None and lo <= o["speed"] < hi]
+        label = f"< {hi:g}" if lo == 0 else f">= {lo:g}" if hi == float("inf") else f"{lo:g}-{hi:g}"
+        cells.append(f"{label} px/frame: {len(ious)} tracks, {fmt(float(np.mean(ious)) if ious else None)}")
+    print(f"  {kind} by speed: " + "; ".join(cells))
+
+
 def print_table(res: dict) -> None:
     base, model = res.get("baseline_2d"), res.get("model_2d")
     if base is not None:
@@ -230,6 +244,8 @@ def print_table(res: dict) -> None:
             if b.get("spilled_pixels"):
                 share = b["spilled_on_others"] / b["spilled_pixels"]
                 print(f"  {'':<18}before: {share:.0%} of the spilled pixels lie on other objects")
+    for kind in tracked:
+        print_by_speed(kind, res[f"tracking_{kind}"]["objects"])
     for kind in tracked:
         d = res[f"tracking_{kind}"].get("division")
         if d and d["frames_past"]:

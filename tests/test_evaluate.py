@@ -245,3 +245,16 @@ def test_bootstrap_interval_resamples_whole_stacks():
     assert bootstrap_interval([0.1, 0.2, 0.3], [0, 1, 2]) == bootstrap_interval([0.1, 0.2, 0.3], [0, 1, 2])
     with pytest.raises(ValueError, match="same length"):
         bootstrap_interval([0.1, 0.2], [0])
+
+
+def test_object_speed_is_the_mean_step_of_the_centroid_between_present_frames():
+    from napari_sam2.train.evaluate import object_speed
+
+    gt = np.zeros((5, 40, 40), bool)
+    gt[0, 10:14, 10:14] = True  # centroid (11.5, 11.5)
+    gt[1, 13:17, 14:18] = True  # moved (3, 4): 5 px
+    gt[3, 20:24, 20:24] = True  # frame 2 absent: no step across the gap
+    gt[4, 20:24, 21:25] = True  # moved 1 px
+    assert object_speed(gt) == pytest.approx(3.0)  # mean of 5 and 1
+    assert object_speed(gt[:1]) is None
+    assert object_speed(np.zeros((3, 8, 8), bool)) is None

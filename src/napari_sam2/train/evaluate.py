@@ -46,6 +46,7 @@ __all__ = [
     "frames_past_division",
     "lost_frames",
     "mask_iou",
+    "object_speed",
 ]
 
 #: objects (or, in stacks, an object's largest slice) smaller than this many pixels are skipped
@@ -341,6 +342,17 @@ def _propagate(session: VideoSession, obj: int, start: int | None) -> np.ndarray
     return np.stack([session.result(t).masks[k] for t in range(session.num_frames)])
 
 
+def object_speed(gt: np.ndarray) -> float | None:
+    """How fast an object moves: the mean distance (pixels) its centroid travels between
+    consecutive frames on which it is present, from a (T, H, W) boolean stack. None if it
+    is never present on two consecutive frames. (In a z-stack: how far a nucleus's
+    outline shifts from slice to slice.)"""
+    present = gt.reshape(len(gt), -1).any(axis=1)
+    cents = [np.argwhere(f).mean(axis=0) if p else None for f, p in zip(gt, present)]
+    steps = [np.linalg.norm(b - a) for a, b in zip(cents, cents[1:]) if a is not None and b is not None]
+    return float(np.mean(steps)) if steps else None
+
+
 def _per_frame(pred: np.ndarray, gt: np.ndarray) -> list[float]:
     return [mask_iou(p, g) for p, g in zip(pred, gt)]
 
@@ -436,7 +448,8 @@ def evaluate_tracking(
     -------
     dict
         ``objects``: one dict per object (``stack``, ``label``, ``click_frame``,
-        ``frames_present``, ``before`` / ``after`` mean per-frame IoU, ``per_frame_before`` /
+        ``frames_present``, ``speed``: :func:`object_speed`, ``before`` / ``after`` mean
+        per-frame IoU, ``per_frame_before`` /
         ``per_frame_after``, ``correction``: {frame, x, y, label} or None, ``lost_before`` /
         ``lost_after``: :func:`lost_frames`, ``past_division``: the frames of
         :func:`frames_past_division`); ``mean_before``, ``mean_after`` (means over
@@ -473,6 +486,7 @@ def evaluate_tracking(
                 before = _per_frame(pred, gt)
                 rec: dict[str, Any] = {
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
+                    "speed": object_speed(gt),
                     "past_division": np.nonzero(frames_past_division(labels, obj, f0))[0].tolist() if divisions else [],
                     "before": float(np.mean(before)), "per_frame_before": before,
                     "after": None, "per_frame_after": None, "correction": None,
