@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
@@ -233,9 +234,19 @@ class LabelWriter:
             old.unlink(missing_ok=True)
 
     def abort(self) -> None:
-        """Delete the temporary store; ``path`` (new or old) is left as it was."""
+        """Delete the temporary store; ``path`` (new or old) is left as it was.
+
+        Interrupted (Ctrl-C) inside a write, zarr's I/O thread may still finish writing a
+        chunk, and that write recreates its folders: the store is deleted until it has
+        stayed gone for a moment (a chunk write takes milliseconds; at most 2 s in all).
+        """
         self._closed = True
-        shutil.rmtree(self.partial_path, ignore_errors=True)
+        deadline = time.monotonic() + 2.0
+        while True:
+            shutil.rmtree(self.partial_path, ignore_errors=True)
+            time.sleep(0.05)
+            if not os.path.lexists(self.partial_path) or time.monotonic() > deadline:
+                return
 
     def __enter__(self) -> LabelWriter:
         return self
