@@ -194,23 +194,17 @@ def test_ctrl_c_exits_130_and_removes_the_partial_output(tmp_path: Path) -> None
     out = tmp_path / "long.zarr"
     command = [sys.executable, "-m", "napari_sam2", "segment", str(tmp_path / "long.npy"), "--prompts", str(prompts),
                *MODEL_ARGS, "-o", str(out)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as from a terminal: SIGINT at its default. A shell starts a background job with SIGINT
+    # ignored, and a Python started so keeps ignoring it: with the tests run as one (e.g.
+    # `.ci/run &`) the command went on to the end after Ctrl-C, exit 0
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 60
     while not glob.glob(f"{out}.partial-*") and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # inside the propagation (about 2.5 s of it on this machine)
-    # Ctrl-C, pressed again if the first one is lost: once in CI the run went on to the
-    # end after a single SIGINT (not reproduced here, cause not found); what is asserted
-    # below (exit 130, no partial store left) is the same either way
-    for _ in range(20):
-        proc.send_signal(signal.SIGINT)
-        try:
-            stdout, stderr = proc.communicate(timeout=0.5)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    else:
-        stdout, stderr = proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, (stdout, stderr)
     assert stderr.strip() == "napari-sam2: interrupted; no partial output was kept"
     assert not out.exists() and leftovers(tmp_path) == []
