@@ -127,11 +127,10 @@ def bootstrap_interval(
     g = np.asarray(groups)
     if v.shape != g.shape:
         raise ValueError("values and groups must have the same length")
-    ids = np.unique(g)
+    ids, which = np.unique(g, return_inverse=True)
     if ids.size < 2:
         return None
-    sums = np.array([v[g == i].sum() for i in ids])
-    counts = np.array([np.count_nonzero(g == i) for i in ids])
+    sums, counts = np.bincount(which, weights=v), np.bincount(which)  # per group
     pick = np.random.default_rng(seed).integers(0, ids.size, size=(draws, ids.size))
     means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     tail = 100 * (1 - level) / 2
