@@ -90,6 +90,30 @@ def test_exception_inside_the_writer_leaves_no_output_and_no_partial(tmp_path: P
     assert listing(tmp_path) == []
 
 
+def test_abort_removes_a_chunk_that_lands_after_the_first_delete(tmp_path: Path) -> None:
+    # Ctrl-C inside write_frame leaves zarr's I/O thread to finish its chunk, and that write
+    # recreates the store's folders after abort has deleted them (a run of the CLI's Ctrl-C
+    # test left such a store): a late write, 10 ms into abort, must not survive it
+    import threading
+    import time
+
+    labels = stack()
+    w = LabelWriter(tmp_path / "o.zarr", labels.shape)
+    w.write_frame(0, labels[0])
+    chunk = w.partial_path / "labels" / "late" / "c" / "0"
+
+    def late_write() -> None:
+        time.sleep(0.01)
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        chunk.write_bytes(b"chunk")
+
+    writer_thread = threading.Thread(target=late_write)
+    writer_thread.start()
+    w.abort()
+    writer_thread.join()
+    assert listing(tmp_path) == []
+
+
 def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
     write_labels(out, stack())
