@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timelapse-frames", type=int, default=defaults.timelapse_frames,
                    help="draw the time-lapses of plain and ending clips with at least this many frames "
                    "and cut the clip from them (default: as many as the clip needs)")  # fmt: skip
+    p.add_argument("--fast-fraction", type=float, default=defaults.fast_fraction,
+                   help="share of the time-lapses drawn with fast cells (0.012-0.02 of the side per frame)")  # fmt: skip
     p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
                    help="share of clips with a correction click")  # fmt: skip
     p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         division_fraction=args.division_fraction,
         timelapse_fraction=args.timelapse_fraction,
         timelapse_frames=args.timelapse_frames,
+        fast_fraction=args.fast_fraction,
         correction_fraction=args.correction_fraction,
         correction_at=args.correction_at,
         clip_length=args.clip_length,
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             s, size, settings.clip_length, settings.objects_per_clip,
             p_end=settings.end_fraction, p_gap=settings.gap_fraction, p_timelapse=settings.timelapse_fraction,
             p_division=settings.division_fraction, timelapse_frames=settings.timelapse_frames,
+            p_fast=settings.fast_fraction,
         ),  # fmt: skip
         stop_after_minutes=args.minutes,
     )

@@ -40,6 +40,9 @@ __all__ = [
 MIN_AREA = 24
 #: an ending clip's object is gone on at most this many of its last frames (at least 1)
 END_FRAMES = 4
+#: the speed range (a share of the frame's side per frame, cell_timelapse's ``speed``) of the
+#: fast time-lapses of ``synthetic_clip(p_fast=)``: the upper part of the generator's 0.003-0.02
+FAST_SPEED = (0.012, 0.02)
 
 
 @dataclass
@@ -303,6 +306,7 @@ def synthetic_clip(
     p_timelapse: float = 0.6,
     p_division: float = 0.0,
     timelapse_frames: int | None = None,
+    p_fast: float = 0.0,
 ) -> Clip:
     """A fresh synthetic clip: a time-lapse (``p_timelapse``, 60%) or a z-stack, seeded.
 
@@ -326,6 +330,12 @@ def synthetic_clip(
     least this many frames and the clip is a window of them, so that training sees cells
     as they are late in a long time-lapse (moved further, divided, more crowded), not only
     on the first ``length`` frames. None keeps the clips (and the random stream) of before.
+
+    ``p_fast``: that share of the time-lapses (of every kind of clip) is drawn with fast
+    cells, a speed of :data:`FAST_SPEED` (a share of the side per frame) instead of the
+    generator's whole range (0.003-0.02): there cells pass each other and leave the field
+    most often, and there the tracker loses them (docs/model.md, by cell speed). 0 draws
+    nothing more from ``rng`` than before it existed.
     """
     rng = np.random.default_rng(seed)
     kw = {} if styles is None else {"styles": styles}
@@ -336,11 +346,13 @@ def synthetic_clip(
     tries = 40 if gap or division else 20
     for _ in range(tries):
         s = int(rng.integers(2**31))
+        # a fast time-lapse: drawn only when asked for, so that p_fast = 0 keeps the stream
+        tkw = dict(kw, speed=float(rng.uniform(*FAST_SPEED))) if p_fast > 0 and rng.uniform() < p_fast else kw
         if gap or division:
-            stack = cell_timelapse(length + 24, (size, size), seed=s, **kw)
+            stack = cell_timelapse(length + 24, (size, size), seed=s, **tkw)
         elif rng.uniform() < p_timelapse:
             frames = length + 8 if end else length
-            stack = cell_timelapse(max(frames, timelapse_frames or 0), (size, size), seed=s, **kw)
+            stack = cell_timelapse(max(frames, timelapse_frames or 0), (size, size), seed=s, **tkw)
         else:
             stack = nuclei_zstack(length + 8, (size, size), seed=s, **kw)
         clip = clip_from_stack(

@@ -56,6 +56,7 @@ class TrainSettings:
     division_fraction: float = 0.0  # share in which it divides and stays the mother (data.synthetic_clip)
     timelapse_fraction: float = 0.6  # share of the other clips cut from time-lapses, not z-stacks
     timelapse_frames: int | None = None  # those time-lapses have at least this many frames (data.synthetic_clip)
+    fast_fraction: float = 0.0  # share of the time-lapses drawn with fast cells (data.synthetic_clip)
     correction_fraction: float = 0.4  # share of clips with a correction click (steps.video_step)
     correction_at: str = "random"  # where it goes: "random" or "worst" (steps.video_step)
     freeze: tuple[str, ...] = ()  # (dotted) module names not trained (e.g. "image_encoder")
