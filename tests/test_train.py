@@ -454,6 +454,48 @@ def test_timelapse_frames_cuts_clips_from_longer_timelapses(monkeypatch: pytest.
         assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
 
 
+
+def test_fast_fraction_draws_timelapses_with_fast_cells(monkeypatch: pytest.MonkeyPatch):
+    """``p_fast`` draws that share of the time-lapses (of plain, gap and division clips
+    alike) with a speed in FAST_SPEED, and their cells do move further per frame; 0 leaves
+    the speed to the generator and the clips as they were."""
+    speeds: list = []
+    real = data_module.cell_timelapse
+
+    def spy(*a, **k):
+        speeds.append(k.get("speed"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(data_module, "cell_timelapse", spy)
+    lo, hi = data_module.FAST_SPEED
+    for p_gap in (0.0, 1.0):
+        speeds.clear()
+        synthetic_clip(1, 64, 8, 2, p_timelapse=1.0, p_gap=p_gap, p_fast=1.0)
+        assert speeds and all(s is not None and lo <= s <= hi for s in speeds)
+    speeds.clear()
+    for seed in range(8):
+        a = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0)
+        b = synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0, p_fast=0.0)
+        assert torch.equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+    assert set(speeds) == {None}
+    drawn = []
+    for seed in range(40):
+        speeds.clear()
+        synthetic_clip(seed, 64, 4, 2, p_timelapse=1.0, p_fast=0.5)
+        drawn.append(speeds[-1] is not None)
+    assert 8 <= sum(drawn) <= 32  # about half
+
+    def mean_step(p_fast: float) -> float:
+        from napari_sam2.train.evaluate import object_speed
+
+        steps = []
+        for seed in range(6):
+            clip = synthetic_clip(seed, 128, 8, 3, p_timelapse=1.0, p_fast=p_fast)
+            steps += [v for m in clip.masks.transpose(1, 0, 2, 3) if (v := object_speed(m.astype(np.uint8))) is not None]
+        return float(np.mean(steps))
+
+    assert mean_step(1.0) > 1.2 * mean_step(0.0)
+
 def _calibration_module():
     import importlib
     import sys
