@@ -30,7 +30,7 @@ import torch
 
 from ..model.config import CELLS_CONFIG
 from ..model.sam2 import SAM2
-from .data import synthetic_clip, synthetic_image_batch
+from .data import FAST_SPEED, synthetic_clip, synthetic_image_batch
 from .loop import TrainSettings, export_model, train
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="draw the time-lapses of plain and ending clips with at least this many frames "
                    "and cut the clip from them (default: as many as the clip needs)")  # fmt: skip
     p.add_argument("--fast-fraction", type=float, default=defaults.fast_fraction,
-                   help="share of the time-lapses drawn with fast cells (0.012-0.02 of the side per frame)")  # fmt: skip
+                   help="share of the time-lapses drawn with fast cells (%g-%g of the side per frame)" % FAST_SPEED)  # fmt: skip
     p.add_argument("--correction-fraction", type=float, default=defaults.correction_fraction,
                    help="share of clips with a correction click")  # fmt: skip
     p.add_argument("--correction-at", choices=("random", "worst"), default=defaults.correction_at,
