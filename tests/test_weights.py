@@ -363,7 +363,8 @@ def test_pickle_with_custom_class_is_refused(tmp_path: Path) -> None:
     path = save(tmp_path, {"model": NotATensor()})
     with pytest.raises(CheckpointError) as info:
         load_model(path)
-    assert_one_line_naming(info.value, path, "not a plain-tensor checkpoint", "NotATensor", "weights_only")
+    assert_one_line_naming(info.value, path, "not a plain-tensor checkpoint", "NotATensor", "refused for safety")
+    assert "weights_only=False" not in str(info.value)  # never the advice to load it unsafely
 
 
 def test_non_sam2_state_dict_is_rejected(tmp_path: Path) -> None:

@@ -241,22 +241,92 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
+#: lines of torch's weights-only error that advise loading unsafely; never shown
+_UNSAFE_ADVICE = re.compile(r"weights_only|Weights only load failed|trusted source|Check the documentation")
+_STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+
+
+def _pickled_globals(path: Path, is_zip: bool) -> list[str]:
+    """The classes and functions ``path``'s pickle imports, read with ``pickletools`` (which
+    never unpickles anything); the ones every torch checkpoint has are left out."""
+    import io
+    import pickletools
+
+    found: list[str] = []
+    try:
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                data = archive.read(names[0]) if names else b""
+        else:
+            with open(path, "rb") as f:
+                data = f.read(64 << 20)  # a legacy file: a few pickles, then raw storages
+        stream = io.BytesIO(data)
+        for _ in range(8):
+            strings: list[str] = []
+            for op, arg, _pos in pickletools.genops(stream):
+                if op.name in _STRING_OPCODES:
+                    strings.append(str(arg))
+                elif op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # the end of the pickles, or a damaged one: keep what was read
+        pass
+    plain = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "_codecs.encode")
+    return [name for name in found if not name.startswith(plain)]
+
+
+def _refusal(exc: BaseException, path: Path, is_zip: bool) -> str | None:
+    """Why torch's weights-only unpickler refused ``path`` -- the Python object it needs --
+    or None when the error is no such refusal (or the file is just damaged)."""
+    text = str(exc)
+    if "Weights only load failed" not in text and "WeightsUnpickler" not in text:
+        return None
+    name = re.search(r"GLOBAL ([\w.]+)", text)
+    if name is not None:
+        return f"the Python object {name.group(1)}"
+    cls = re.search(r"but got (<class '[^']+'>|[\w.]+)", text)
+    if cls is not None:
+        return f"an object of {cls.group(1)}"
+    imported = _pickled_globals(path, is_zip)
+    if imported:
+        return f"the Python object {imported[0]}"
+    return None
+
+
+def _torch_error_line(exc: BaseException) -> str:
+    """The first line of a torch error that is not torch's advice to load unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not _UNSAFE_ADVICE.search(line)]
+    if not kept:
+        return type(exc).__name__
+    line = kept[0] if len(kept[0]) <= 160 else kept[0][:157] + "..."
+    return f"{type(exc).__name__}: {line}"
+
+
 def _torch_load(path: Path) -> Any:
+    """``torch.load`` that unpickles only tensors and plain containers: a file that needs any
+    other Python object is refused for safety (a pickle can run any code as it loads)."""
     is_zip = zipfile.is_zipfile(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol chatter from odd files
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:
-        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if refused is not None:
+        needed = _refusal(exc, path, is_zip)
+        if needed is not None:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} is not a plain-tensor checkpoint: it needs the Python "
-                f"object {refused.group(1)}, which safe loading (weights_only=True) refuses to unpickle"
+                f"checkpoint {str(path)!r} is refused for safety: it is not a plain-tensor checkpoint, it needs "
+                f"arbitrary Python objects to load ({needed}), and unpickling those can run any code; "
+                "napari-sam2 loads only tensors and plain containers, such as an official checkpoint "
+                "or a state dict saved with torch.save"
             ) from None
         what = "corrupt" if is_zip else "truncated or corrupt, or not a PyTorch checkpoint"
+        if "Unsupported operand" in str(exc):  # also a plain file saved with pickle_protocol=4 or 5
+            what += ", or pickled with a protocol above 3, which safe loading does not read"
         raise CheckpointError(
-            f"checkpoint {str(path)!r} could not be read: the file is {what} ({_first_line(exc)})"
+            f"checkpoint {str(path)!r} could not be read: the file is {what} ({_torch_error_line(exc)})"
         ) from None
 
 
