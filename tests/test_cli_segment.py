@@ -108,8 +108,7 @@ def test_segment_ome_zarr_backward_overwrites_an_old_result(files, stack, model,
     image = tmp_path / "image.ome.zarr"  # an OME-Zarr image: our own writer's root image is one
     write_labels(image, np.zeros(stack.shape, np.uint16), image=stack, axes="tyx", scale=(1.0, 0.5, 0.5))
     out = tmp_path / "out.zarr"
-    out.mkdir()
-    (out / "old.txt").write_text("an earlier result")
+    write_labels(out, np.ones(stack.shape, np.uint16))  # an earlier result of ours
     proc = run_cli("segment", str(image), "--prompts", str(files["points"]), "--direction", "backward",
                    "--overwrite", *MODEL_ARGS, "-o", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -173,11 +172,10 @@ def test_errors_are_one_line_exit_2_and_leave_no_output(case: str, files, tmp_pa
 
 def test_existing_output_is_kept_without_overwrite(files, tmp_path: Path) -> None:
     out = tmp_path / "done.zarr"
-    out.mkdir()
-    (out / "keep.txt").write_text("earlier result")
+    write_labels(out, np.full((T, 120, 160), 9, np.uint16))  # an earlier result of ours
     proc = run_cli("segment", str(files["tif"]), "--prompts", str(files["points"]), *MODEL_ARGS, "-o", str(out))
     assert_one_line_error(proc, "done.zarr", "already exists", "--overwrite")
-    assert (out / "keep.txt").read_text() == "earlier result"
+    assert (np.asarray(read_labels(out).data) == 9).all()
 
 
 def test_debug_shows_the_traceback(files, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ replayed (``Load prompts…`` in the widget, or ``io.read_prompts_json``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,20 @@ def prompts_path(store: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".zarr") + ".prompts.json")
 
 
-def _replaceable(path: Path) -> bool:
-    """An existing path we may overwrite: an OME-Zarr label store (a previous save)."""
-    from .io import read_labels
+def _check_sidecar(target: Path) -> None:
+    """The prompts file beside a store may replace only an earlier prompts file of ours."""
+    from .io import read_prompts_json
 
-    if not path.is_dir():
-        return False
+    if not os.path.lexists(target):
+        return
     try:
-        read_labels(path)
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
-        return False
-    return True
+        if target.is_symlink() or not target.is_file():
+            raise InputError("not a file")
+        read_prompts_json(target)
+    except Exception:  # noqa: BLE001 - anything that is not our prompts JSON is not ours to replace
+        raise OutputExistsError(
+            f"{target} exists and is not a napari-sam2 prompts file; move it away or choose another name"
+        ) from None
 
 
 def save_labels(
@@ -57,6 +61,7 @@ def save_labels(
         sam2: the widget's metadata (``axes``, ``video_axis``, ``prompts``, ...), if any.
     """
     from .io import LabelWriter, label_dtype, write_prompts_json
+    from .io.labels import check_replaceable
     from .io.prompts import prompts_from_dict
 
     path = Path(path)
@@ -75,14 +80,16 @@ def save_labels(
         order = [video_axis, *[a for a in range(3) if a != video_axis]]
         scale = [scale[a] for a in order]
         unit_list = None if unit_list is None else [unit_list[a] for a in order]
-    if path.exists() and not _replaceable(path):
-        raise OutputExistsError(f"{path} exists and is not an OME-Zarr label store; choose another name")
+    # napari's Save dialog has asked before replacing; still, only our own earlier save is replaced
+    check_replaceable(path, overwrite=True)
+    if sam2.get("prompts"):
+        _check_sidecar(prompts_path(path))
     top = int(np.max(data)) if np.asarray(data).size else 0
     frames = range(data.shape[0]) if ndim == 3 else range(1)
     metadata = {k: v for k, v in sam2.items() if k in ("image", "model", "prompts", "mask_choices", "video_axis")}
     with LabelWriter(
         path, tuple(data.shape), dtype=label_dtype(top), scale=scale, axes=axes, units=unit_list,
-        metadata=metadata, overwrite=path.exists(),
+        metadata=metadata, overwrite=True,
     ) as writer:  # fmt: skip
         for t in frames:
             writer.write_frame(t, np.asarray(data[t] if ndim == 3 else data))

@@ -221,7 +221,7 @@ def segment_steps(
     :func:`configure_torch` with ``job.torch_threads`` once the input and prompts have been
     read (so bad files fail before torch is even imported).
     """
-    from .io.labels import LabelWriter, label_dtype
+    from .io.labels import LabelWriter, check_output_spares, check_replaceable, label_dtype, recover
     from .io.prompts import prompts_to_dict
     from .io.stacks import open_stack
 
@@ -229,8 +229,10 @@ def segment_steps(
     if job.direction not in DIRECTIONS:
         raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {job.direction!r}")
     output = Path(job.output)
-    if os.path.lexists(output) and not job.overwrite:
-        raise OutputExistsError(f"{output} already exists; use --overwrite to replace it")
+    # never an input of this run, and --overwrite only over labels we wrote: checked before any work
+    check_output_spares(output, [job.input, job.prompts, job.boxes, *_job_files(job.model)])
+    recover(output)
+    check_replaceable(output, job.overwrite)
     with open_stack(job.input, axis=job.axis) as stack:
         is_stack = len(stack.shape) == 3
         prompts = read_job_prompts(job, stack.shape, stack.axis if is_stack else None)
@@ -283,6 +285,11 @@ def segment_steps(
         model=model.config.name,
         model_loads=model_loads(),
     )
+
+
+def _job_files(spec: ModelSpec) -> list[str]:
+    """The model's files of a job (a checkpoint path, a config), which no output may replace."""
+    return [f for f in (spec.source, spec.config) if f is not None and os.path.exists(f)]
 
 
 def propagate(session: VideoSession, first: int, last: int, direction: str) -> Iterator[FrameResult]:
@@ -461,11 +468,14 @@ def plan_jobs(
 ) -> tuple[list[SegmentJob], list[StackOutcome]]:
     """Jobs for ``inputs`` (``outdir/<stem>.zarr`` each), and the outcomes known up front.
 
-    Known up front: ``skipped`` (the output exists and ``template.overwrite`` is off: a
-    finished earlier run) and ``failed`` (missing input, no prompt file).
+    Known up front: ``skipped`` (the output is a label store of ours and
+    ``template.overwrite`` is off: a finished earlier run) and ``failed`` (missing input, no
+    prompt file, an output that would replace an input, or something else at the output).
+    What a killed earlier run left at an output is recovered first (:func:`~napari_sam2.io.labels.recover`).
     """
     from dataclasses import replace
 
+    from .io.labels import check_output_spares, check_replaceable, is_label_store, recover
     from .io.stacks import stack_stem
 
     jobs: list[SegmentJob] = []
@@ -478,15 +488,19 @@ def plan_jobs(
             raise InputError(f"{stems[stem]} and {path} would both write {stem}.zarr; rename one of them")
         stems[stem] = str(path)
         output = Path(outdir).absolute() / f"{stem}.zarr"
-        if os.path.lexists(output) and not template.overwrite:
-            known.append(StackOutcome(str(path), str(output), "skipped"))
-            continue
         try:
+            check_output_spares(output, [path])
+            recover(output)
+            if not template.overwrite and is_label_store(output):
+                known.append(StackOutcome(str(path), str(output), "skipped"))
+                continue
+            check_replaceable(output, template.overwrite)
             if not path.exists():
                 raise InputError(f"input {str(path)!r} does not exist")
             prompts, boxes = find_prompt_files(path, prompts_dir)
-        except InputError as exc:
-            known.append(StackOutcome(str(path), str(output), "failed", error=str(exc)))
+            check_output_spares(output, [prompts, boxes])
+        except (InputError, OutputExistsError) as exc:
+            known.append(StackOutcome(str(path), str(output), "failed", error=str(exc), error_type=type(exc).__name__))
             continue
         boxes_file = None if boxes is None else str(boxes)
         jobs.append(replace(template, input=str(path), prompts=str(prompts), boxes=boxes_file, output=str(output)))

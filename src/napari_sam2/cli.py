@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -187,6 +188,8 @@ def _add_segment_image(commands: Any) -> None:
     )
     seg.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     seg.add_argument("-o", "--output", type=Path, required=True, help="output mask TIFF")
+    seg.add_argument("--overwrite", action="store_true",
+                     help="replace an existing OUTPUT if it is a mask that segment-image wrote (never anything else)")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- segment-image
@@ -239,6 +242,7 @@ def _segment_image(args: argparse.Namespace) -> int:
     if not args.point and not args.negative and args.box is None:
         _error("give at least one --point, --negative or --box")
         return EXIT_ERROR
+    _check_mask_output(args)  # before any work: never the input, only our own earlier mask
     image = _read_image(args.image)
     try:
         model = load_model(args.checkpoint or _model_name(args), args.device, config=args.config)
@@ -261,10 +265,73 @@ def _segment_image(args: argparse.Namespace) -> int:
     )
     best = int(np.argmax(scores))
     mask = np.asarray(masks[best], dtype=bool)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(args.output, mask.astype(np.uint8) * 255)
-    print(f"{args.output}: {int(mask.sum())} pixels, predicted IoU {float(scores[best]):.3f}")
+    description = json.dumps({"napari_sam2": {"model": model.config.name, "image": str(args.image)}})
+    _write_mask(args.output, mask.astype(np.uint8) * 255, description, overwrite=args.overwrite)
+    print(f"{args.output}: {int(mask.sum())} pixels, predicted IoU {float(scores[best]):.3f}, model {model.config.name}")
     return 0
+
+
+MASK_SOFTWARE = "napari-sam2"  # the TIFF Software tag of the masks segment-image writes
+
+
+def _is_our_mask(path: Path) -> bool:
+    """A TIFF that segment-image wrote (its Software tag says so)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages.first.software == MASK_SOFTWARE
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return False
+
+
+def _check_mask_output(args: argparse.Namespace) -> None:
+    from .errors import OutputExistsError
+    from .io.labels import check_output_spares
+
+    inputs = [args.image, args.checkpoint, args.config]
+    check_output_spares(args.output, [p for p in inputs if p is not None and p.exists()])
+    if os.path.lexists(args.output):
+        ours = _is_our_mask(args.output)
+        if ours and not args.overwrite:
+            raise OutputExistsError(f"{args.output} already exists; choose another output or use --overwrite to replace it")
+        if not ours:
+            raise OutputExistsError(
+                f"{args.output} exists and is not a mask that segment-image wrote; --overwrite replaces only "
+                "those, never an input or anything else: move it away or choose another output"
+            )
+
+
+def _write_mask(path: Path, mask: Any, description: str, *, overwrite: bool) -> None:
+    """Write the mask TIFF to a temporary file beside ``path``, then rename it into place."""
+    import tempfile
+
+    import tifffile
+
+    from .errors import OutputExistsError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.tif", dir=path.parent)
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp, mask, software=MASK_SOFTWARE, description=description, metadata=None)
+        if overwrite and _is_our_mask(path):
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if something appeared there meanwhile, rather than replacing it
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if os.path.lexists(path):
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} already exists; choose another output") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- segment and batch
@@ -331,6 +398,9 @@ def _batch(args: argparse.Namespace) -> int:
     kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
     template = _job_template(args, input="", prompts="", output="")
     jobs, outcomes = plan_jobs(args.inputs, args.prompts_dir, args.output, template)
+    if args.report is not None:  # before any work: the report must not cost the user a file
+        _check_report(args.report, [*args.inputs, args.checkpoint, args.config,
+                                    *(f for j in jobs for f in (j.prompts, j.boxes))])  # fmt: skip
     for outcome in outcomes:
         _print_outcome(outcome, args.debug)
     status = 0
@@ -382,12 +452,39 @@ def _print_outcome(outcome: Any, debug: bool) -> None:
         print(f"FAILED   {name}: {outcome.error}", flush=True)
 
 
+def _check_report(path: Path, inputs: list[Any]) -> None:
+    """The --report file may replace only an earlier report, never an input of the run."""
+    from .errors import InputError, OutputExistsError
+    from .io.labels import check_output_spares
+
+    try:
+        check_output_spares(path, [p for p in inputs if p is not None and os.path.exists(p)])
+    except InputError as exc:
+        raise InputError(f"--report {path}: {exc}") from None
+    if os.path.lexists(path):
+        try:
+            ours = path.is_file() and isinstance(json.loads(path.read_text())["stacks"], list)
+        except Exception:  # noqa: BLE001 - not JSON, or not a report
+            ours = False
+        if not ours:
+            raise OutputExistsError(f"--report {path} exists and is not a batch report; choose another file")
+
+
 def _write_report(path: Path, outcomes: list[Any]) -> None:
+    """Write the report atomically (a temporary file renamed into place)."""
+    import tempfile
     from dataclasses import asdict
 
     rows = [{k: v for k, v in asdict(o).items() if k != "traceback"} for o in outcomes]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"stacks": rows}, indent=2) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"stacks": rows}, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- models
@@ -454,9 +551,24 @@ _COMMANDS = {
 }  # fmt: skip
 
 
+def _notes_to_stderr() -> None:
+    """The package's warnings (e.g. what was recovered from a killed run) as ``napari-sam2: note: ...`` lines."""
+    import logging
+
+    class Notes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            print(f"{PROG}: note: {record.getMessage()}", file=sys.stderr)  # whatever sys.stderr is now
+
+    logger = logging.getLogger("napari_sam2")
+    if not any(type(h).__name__ == "Notes" for h in logger.handlers):
+        logger.addHandler(Notes(logging.WARNING))
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    _notes_to_stderr()
     debug = getattr(args, "debug", False)
     error_code = EXIT_IMAGE_ERROR if args.command == "segment-image" else EXIT_ERROR
     try:

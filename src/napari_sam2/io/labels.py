@@ -17,12 +17,17 @@ parent). A root image is read without side effects by napari-ome-zarr and ome-za
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
+import logging
 import os
 import secrets
 import shutil
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -38,6 +43,157 @@ from ._ngff import check_axes, find_label_group, image_axes, multiscales, ome, r
 
 METADATA_KEY = "napari_sam2"
 _MAX_CHUNK = 1024
+_log = logging.getLogger("napari_sam2")
+#: what --overwrite may replace, said in every refusal
+OVERWRITE_RULE = "--overwrite replaces only a label store that napari-sam2 wrote, never an input or anything else"
+
+
+# --------------------------------------------------------------------------- what is ours
+
+
+def is_label_store(path: str | PathLike[str]) -> bool:
+    """Whether ``path`` is a finished label store that :class:`LabelWriter` wrote.
+
+    Recognised by its metadata, not its name: a folder (not a link) whose root group carries
+    our ``napari_sam2`` attribute (written at commit) and lists a label image with our
+    metadata. Only such a store may be replaced by ``overwrite=True``.
+    """
+    p = Path(path)
+    if p.is_symlink() or not (p / "zarr.json").is_file():
+        return False
+    try:
+        root = zarr.open_group(p, mode="r")
+        ours = root.attrs.asdict().get(METADATA_KEY)
+        if not isinstance(ours, dict) or "image_stored" not in ours:
+            return False
+        labels = root["labels"]
+        names = labels.attrs.asdict().get("ome", {}).get("labels", [])
+        return any("package_version" in labels[n].attrs.asdict().get(METADATA_KEY, {}) for n in names)
+    except Exception:  # noqa: BLE001 - anything we cannot read as ours is not ours
+        return False
+
+
+def stores_placeholder_image(path: str | PathLike[str]) -> bool:
+    """Whether ``path`` is one of our label stores whose root image is the zero placeholder."""
+    if not is_label_store(path):
+        return False
+    return not zarr.open_group(Path(path), mode="r").attrs.asdict()[METADATA_KEY]["image_stored"]
+
+
+def check_output_spares(output: str | PathLike[str], inputs: Iterable[str | PathLike[str] | None]) -> None:
+    """Refuse an output that is, contains or lies inside one of the run's ``inputs``.
+
+    Compares real paths (links resolved) and, where both exist, the files themselves
+    (hard links). Raises :class:`~napari_sam2.errors.InputError` naming both.
+    """
+    out = Path(os.path.realpath(output))
+    for item in inputs:
+        if item is None:
+            continue
+        inp = Path(os.path.realpath(item))
+        same = inp == out
+        if not same and os.path.exists(inp) and os.path.exists(out):
+            try:
+                same = os.path.samefile(inp, out)
+            except OSError:
+                same = False
+        if same or out in inp.parents:
+            raise InputError(f"the output {str(output)!r} would replace the input {str(item)!r}; choose another output")
+        if inp in out.parents and inp.is_dir():
+            raise InputError(f"the output {str(output)!r} lies inside the input {str(item)!r}; choose another output")
+
+
+def check_replaceable(path: str | PathLike[str], overwrite: bool, what: str = "label store") -> None:
+    """Raise :class:`OutputExistsError` unless ``path`` is absent, or ours and ``overwrite`` is on."""
+    p = Path(path)
+    if not os.path.lexists(p):
+        return
+    ours = is_label_store(p)
+    if ours and not overwrite:
+        raise OutputExistsError(f"{p} already exists; choose another output or use --overwrite to replace it")
+    if not ours:
+        kind = "a link" if p.is_symlink() else "a folder" if p.is_dir() else "a file"
+        raise OutputExistsError(
+            f"{p} exists and is {kind}, not a {what} that napari-sam2 wrote; {OVERWRITE_RULE}: move it away or "
+            "choose another output"
+        )
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (flock on the folder itself, no lock file) while moving stores.
+
+    Serialises recovery and commits of the stores in one folder across processes, so that
+    concurrent writers of one output end in a clean "already exists". Where flock is missing
+    (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _writer_alive(partial: Path) -> bool:
+    """Whether the process that is building ``partial`` may still be running (unknown: yes)."""
+    try:
+        owner = json.loads((partial / "zarr.json").read_text())["attributes"][METADATA_KEY]["writer"]
+        host, pid = str(owner["host"]), int(owner["pid"])
+    except Exception:  # noqa: BLE001 - no owner recorded: it may be anyone's
+        return True
+    if host != socket.gethostname():
+        return True  # another machine's, on a shared file system: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _recover_locked(path: Path) -> list[str]:
+    notes: list[str] = []
+    pattern = glob.escape(path.name)
+    olds = sorted((o for o in path.parent.glob(pattern + ".old-*") if is_label_store(o)), key=os.path.getmtime)
+    if olds and not os.path.lexists(path):
+        keep = olds.pop()  # the newest: the store the interrupted overwrite was replacing
+        os.rename(keep, path)
+        notes.append(f"restored {path} from {keep.name}, left by an overwrite that was interrupted")
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+        notes.append(f"removed {old.name}, a replaced store that an interrupted overwrite left")
+    for partial in path.parent.glob(pattern + ".partial-*"):
+        if partial.is_dir() and not partial.is_symlink() and not _writer_alive(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+            notes.append(f"removed {partial.name}, the unfinished store of a run that was killed")
+    return notes
+
+
+def recover(path: str | PathLike[str]) -> list[str]:
+    """Undo what a killed writer of ``path`` left, and say what was done.
+
+    - ``path`` missing beside ``path.old-*`` (killed between the two renames of an overwrite):
+      the old store is renamed back, so the earlier result is there again;
+    - ``path.old-*`` beside ``path`` (killed after the second rename): removed;
+    - ``path.partial-*`` of a process of this machine that no longer runs: removed.
+
+    Only stores napari-sam2 wrote are touched. Each note is also logged (logger ``napari_sam2``).
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        return []
+    with _folder_lock(p.parent):
+        notes = _recover_locked(p)
+    for note in notes:
+        _log.warning(note)
+    return notes
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -72,7 +228,9 @@ class LabelWriter:
         JSON-serialisable facts stored under the ``napari_sam2`` attribute of the label image
         (e.g. ``{"model": ..., "prompts": prompts_to_dict(...)}``); the package version is added.
     overwrite : bool
-        Replace an existing ``path`` at commit (only once the new store is complete).
+        Replace an existing ``path`` at commit (only once the new store is complete), and
+        only if it is a label store napari-sam2 wrote (:func:`is_label_store`); anything else
+        there is refused with :class:`~napari_sam2.errors.OutputExistsError`.
     name : str
         Name of the label image (``labels/<name>``).
     image : array-like, optional
@@ -125,13 +283,14 @@ class LabelWriter:
         image_shape = None if image is None else tuple(image.shape)
         if image_shape is not None and (len(image_shape) not in (ndim, ndim + 1) or image_shape[:ndim] != self.shape):
             raise InputError(f"image shape {tuple(image.shape)} does not match the labels {self.shape} (+ channels)")
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(f"{self.path} already exists; choose another output or overwrite it")
+        self.recovered = recover(self.path)
+        check_replaceable(self.path, overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial_path = self.path.with_name(f"{self.path.name}.partial-{secrets.token_hex(4)}")
         self._closed = False
         try:
-            root = zarr.open_group(self.partial_path, mode="w-", zarr_format=3)
+            owner = {METADATA_KEY: {"writer": {"host": socket.gethostname(), "pid": os.getpid()}}}
+            root = zarr.open_group(self.partial_path, mode="w-", zarr_format=3, attributes=owner)
             group = root.create_group("labels").create_group(name)
             self._labels = group.create_array(
                 "0", shape=self.shape, dtype=self.dtype, chunks=chunks, fill_value=0, dimension_names=tuple(self.axes)
@@ -197,41 +356,51 @@ class LabelWriter:
             axes = self._write_image(root)
             scale = self._scale_with_channel(axes)
             root.attrs.update(ome(multiscales=multiscales("image", axes, scale, self.units)))
-            root.attrs[METADATA_KEY] = {"image_stored": self._image is not None}
+            # the writer (host, pid) stays: a kill after this point leaves a finished partial that
+            # recover() must still be able to tell from a live writer's
+            ours = root.attrs.asdict().get(METADATA_KEY, {})
+            root.attrs[METADATA_KEY] = {**ours, "image_stored": self._image is not None}
             root["labels"].attrs.update(ome(labels=[self.name]))
             label_attrs = ome(
                 multiscales=multiscales(self.name, self.axes, self.scale, self.units),
                 **{"image-label": {"version": "0.5", "source": {"image": "../../"}}},
             )
             root[f"labels/{self.name}"].attrs.update({**label_attrs, METADATA_KEY: self.metadata})
-            self._move_into_place()
+            with _folder_lock(self.path.parent):
+                for note in _recover_locked(self.path):
+                    _log.warning(note)
+                old = self._move_into_place()
         except BaseException:
             self.abort()
             raise
         self._closed = True
+        if old is not None:  # the replaced store, deleted once the new one is in place
+            shutil.rmtree(old, ignore_errors=True)
         return self.path
 
     def _scale_with_channel(self, axes: str) -> list[float]:
         it = iter(self.scale)
         return [1.0 if a == "c" else next(it) for a in axes]
 
-    def _move_into_place(self) -> None:
+    def _move_into_place(self) -> Path | None:
+        """Rename the finished store to ``path`` (under the folder lock); returns the replaced store."""
+        check_replaceable(self.path, self.overwrite)
         if not os.path.lexists(self.path):
-            os.rename(self.partial_path, self.path)
-            return
-        if not self.overwrite:
-            raise OutputExistsError(f"{self.path} already exists; choose another output or overwrite it")
+            try:
+                os.rename(self.partial_path, self.path)
+            except OSError as e:  # someone created it after the check (no lock on this file system)
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise OutputExistsError(f"{self.path} already exists; choose another output") from None
+                raise
+            return None
         old = self.path.with_name(f"{self.path.name}.old-{secrets.token_hex(4)}")
-        os.rename(self.path, old)
+        os.rename(self.path, old)  # a kill from here to the next rename: recover() restores it
         try:
             os.rename(self.partial_path, self.path)
         except BaseException:
             os.rename(old, self.path)
             raise
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+        return old
 
     def abort(self) -> None:
         """Delete the temporary store; ``path`` (new or old) is left as it was.

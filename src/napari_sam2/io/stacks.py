@@ -278,7 +278,13 @@ def _open_zarr(p: Path) -> tuple[Any, tuple[str, ...] | None, tuple[float, ...] 
     import zarr
 
     from ._ngff import read_multiscale
+    from .labels import stores_placeholder_image
 
+    if stores_placeholder_image(p):
+        raise InputError(
+            f"input {str(p)!r} is a label store that napari-sam2 wrote, with no image in it (its root image is an "
+            "all-zero placeholder); segment the original image instead"
+        )
     try:
         node = zarr.open(p, mode="r")
     except Exception as e:
