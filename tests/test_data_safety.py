@@ -225,6 +225,24 @@ def test_recover_leaves_a_live_writers_store_and_other_peoples_files(tmp_path: P
     assert is_label_store(out) and not is_label_store(tmp_path / "o.zarr.old-notours")
 
 
+def test_an_interrupted_batch_removes_only_dead_writers_partials(tmp_path: Path) -> None:
+    from napari_sam2.batch import ModelSpec, SegmentJob, remove_partials
+
+    out = tmp_path / "x.zarr"
+    live = LabelWriter(out, (2, 8, 8))  # another run, still writing the same output
+    dead = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os
+        from napari_sam2.io.labels import LabelWriter
+        LabelWriter({str(out)!r}, (2, 8, 8))
+        os._exit(9)  # killed: its partial stays
+    """)], capture_output=True, text=True)  # fmt: skip
+    assert dead.returncode == 9, dead.stderr
+    assert len(leftovers(tmp_path)) == 2
+    remove_partials([SegmentJob(input="in.tif", prompts="p.csv", output=str(out), model=ModelSpec("m"))])
+    assert leftovers(tmp_path) == [live.partial_path.name]
+    live.abort()
+
+
 def _commit_at_once(args: tuple) -> str:
     barrier, path, value, overwrite = args
     try:

@@ -141,7 +141,8 @@ def test_loss_on_the_training_data_decreases(tmp_path: Path) -> None:
         ("float", ["float_labels.tif", "must be integer instance labels", "float32"]),
         ("empty", ["empty_labels.tif", "no object"]),
         ("model", ["unknown model 'no-such-model'"]),
-        ("exists", ["already exists; use --overwrite"]),
+        ("exists", ["mine.pt", "exists and is not a model that finetune wrote"]),
+        ("input", ["would replace the input", "base"]),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(case: str, needles: list[str], data, tmp_path: Path) -> None:
@@ -156,13 +157,17 @@ def test_cli_errors_are_one_line_exit_2(case: str, needles: list[str], data, tmp
         source = "no-such-model"
     elif case == "exists":
         out.write_bytes(b"keep me")
+    elif case == "input":  # the model it starts from, given again as the output, with --overwrite
+        out = Path(source)
+    before = out.read_bytes() if out.exists() else None
     proc = run_cli(
         "finetune", *map(str, images), "--labels", *map(str, labels), "--from", source, "-o", str(out),
-        "--steps", "1", entry_point=True, env_extra=ONE_THREAD,
+        "--steps", "1", *(["--overwrite"] if case in ("exists", "input") else []), entry_point=True,
+        env_extra=ONE_THREAD,
     )  # fmt: skip
     assert_one_line_error(proc, *needles)
     assert not run_dir_for(out).exists() or not (run_dir_for(out) / "last.pt").exists()
-    assert (out.read_bytes() == b"keep me") if case == "exists" else not out.exists()
+    assert (out.read_bytes() == before) if before is not None else not out.exists()
 
 
 def test_a_model_just_evaluated_under_inference_mode_can_be_finetuned(tmp_path: Path) -> None:

@@ -508,10 +508,12 @@ def plan_jobs(
 
 
 def remove_partials(jobs: Iterable[SegmentJob]) -> None:
-    """Delete temporary ``<output>.partial-*`` stores the jobs left (after an interrupted local batch)."""
-    import shutil
+    """Delete temporary ``<output>.partial-*`` stores the jobs left (after an interrupted local batch).
+
+    Only those of writers that no longer run (the stopped workers'): another run writing the
+    same output keeps its store.
+    """
+    from .io.labels import recover
 
     for job in jobs:
-        out = Path(job.output)
-        for partial in out.parent.glob(f"{out.name}.partial-*"):
-            shutil.rmtree(partial, ignore_errors=True)
+        recover(job.output)

@@ -132,10 +132,7 @@ def finetune_files(
         raise InputError(
             f"got {len(images)} image(s) and {len(labels)} label file(s); give one labels file per image, in order"
         )
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} already exists; use --overwrite to replace it")
-    if output.is_dir():
-        raise OutputExistsError(f"{output} is a directory; give a file name such as model.pt")
+    _check_output(output, overwrite, [source, config, *images, *labels])
     run = run_dir_for(output)
     record = {
         "from": source, "config": None if config is None else str(Path(config).absolute()),
@@ -173,6 +170,38 @@ def finetune_files(
         iou_start=ious[0] if ious else None, iou_end=ious[-1] if ious else None,
         seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _is_finetuned_model(path: Path) -> bool:
+    """A model file that ``finetune`` wrote (:func:`_export`: weights, config, and where they came from)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable, or not a checkpoint: not ours
+        return False
+    return isinstance(payload, dict) and {"model", "config", "source", "steps", "run"} <= payload.keys()
+
+
+def _check_output(output: Path, overwrite: bool, inputs: Sequence[Any]) -> None:
+    """Never an input of the run; --overwrite replaces only a model that finetune wrote."""
+    from ..io.labels import check_output_spares
+    from ..weights import bundled_path
+
+    files = [bundled_path(str(f)) or f for f in inputs if f is not None]
+    check_output_spares(output, [f for f in files if os.path.exists(f)])
+    if not os.path.lexists(output):
+        return
+    if output.is_dir():
+        raise OutputExistsError(f"{output} is a directory; give a file name such as model.pt")
+    ours = _is_finetuned_model(output)
+    if ours and not overwrite:
+        raise OutputExistsError(f"{output} already exists; use --overwrite to replace it")
+    if not ours:
+        raise OutputExistsError(
+            f"{output} exists and is not a model that finetune wrote; --overwrite replaces only those, "
+            "never an input or anything else: move it away or choose another output"
+        )
 
 
 def _check_run(run: Path, record: dict[str, Any]) -> None:

@@ -80,6 +80,47 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _resume(last: Path, model: SAM2, opt: torch.optim.Optimizer) -> int:
+    """Load ``last`` (this run's model, optimiser and step) into ``model`` and ``opt``; the step.
+
+    A file that is unreadable, unsafe, or not this run's training state is a one-line
+    :class:`~napari_sam2.errors.CheckpointError` naming it. It is left as it is (it may be
+    the only copy of hours of training): the message says how to start over instead.
+    """
+    from ..errors import CheckpointError
+    from ..weights import _first_line, _torch_load, check_state_dict
+
+    start_over = f"to start over from step 0, delete (or move away) the run folder {str(last.parent)!r}"
+
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"cannot resume the training run: {problem}; {start_over}")
+
+    try:
+        state = _torch_load(last)
+    except CheckpointError as exc:
+        raise refuse(str(exc)) from None
+    step = state.get("step") if isinstance(state, dict) else None
+    if not (isinstance(state, dict) and isinstance(state.get("model"), dict)
+            and isinstance(state.get("optimizer"), dict) and isinstance(step, int) and step >= 0):  # fmt: skip
+        what = "an exported model" if isinstance(state, dict) and "config" in state else f"a {type(state).__name__}"
+        raise refuse(
+            f"checkpoint {str(last)!r} is not a training checkpoint (a dict of model, optimizer and step), "
+            f"it holds {what}"
+        )
+    try:
+        check_state_dict(model, state["model"], source=last)
+    except CheckpointError as exc:
+        raise refuse(f"{exc} (it was saved for another model)") from None
+    try:  # before the model: a failure leaves the model as it was
+        opt.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        raise refuse(
+            f"checkpoint {str(last)!r} holds optimiser state for other trained parameters ({_first_line(exc)})"
+        ) from None
+    model.load_state_dict(state["model"])
+    return step
+
+
 def export_model(model: SAM2, path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float16, **meta: Any) -> Path:
     """Write ``{"model": state dict in dtype, "config": JSON, ...meta}``, loadable by ``load_model``."""
     path = Path(path)
@@ -125,10 +166,7 @@ def train(
     step = 0
     last = out / "last.pt"
     if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+        step = _resume(last, model, opt)
     model.train()
     bar = None
     if progress:
