@@ -12,7 +12,7 @@ from ..model.mask_decoder import BlockedHighRes
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.sam2 import SAM2, ImageFeatures
 from .preprocess import check_image, to_model_input, upscale_logits
-from .prompts import check_box, check_points
+from .prompts import as_numbers, check_box, check_points
 
 #: low-resolution logits are clamped to this range when returned (as the official does)
 LOGIT_CLAMP = 32.0
@@ -134,8 +134,8 @@ class ImagePredictor:
     def _check_mask(self, mask_input: Any) -> torch.Tensor | None:
         if mask_input is None:
             return None
-        m = np.asarray(mask_input, dtype=np.float32)
         side = self.model.config.low_res_mask_size
+        m = as_numbers(mask_input, "mask_input", f"(1, {side}, {side})").astype(np.float32)
         if m.ndim == 2:
             m = m[None]
         if m.shape != (1, side, side):

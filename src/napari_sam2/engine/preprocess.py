@@ -8,6 +8,8 @@ Rules (documented in docs/index.md):
   robust percentile window (default 1st-99.8th percentile) into [0, 1] and clipped,
   then treated like a ``/255`` uint8 image. A constant channel becomes 0. A fixed
   window can be given instead (e.g. a stack-wide one, so all slices share contrast).
+  Floats and 64-bit integers are scaled in float64, so values beyond float32's range
+  (1e300) segment like any others; NaN and infinite values are refused.
 * Channels: (H, W) and (H, W, 1) are grayscale, copied to R, G and B; (H, W, 2) maps to
   R and G with B = 0; (H, W, 3) is RGB; (H, W, 4) is RGBA and the alpha is dropped.
 """
@@ -79,12 +81,15 @@ def to_unit_rgb(image: np.ndarray, window: np.ndarray | None = None) -> torch.Te
         w = percentile_window(arr) if window is None else np.asarray(window, dtype=np.float64)
         w = np.array(np.broadcast_to(w.reshape(-1, 2), (arr.shape[-1], 2)))
         lo, hi = w[:, 0], w[:, 1]
-        span = np.where(hi > lo, hi - lo, 1.0)
-        data = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)  # a writable copy
-        lo_t = torch.as_tensor(lo, dtype=torch.float32)[:, None, None]
-        span_t = torch.as_tensor(span, dtype=torch.float32)[:, None, None]
-        unit = ((data - lo_t) / span_t).clamp_(0.0, 1.0)
-        unit[torch.as_tensor(hi <= lo)] = 0.0
+        if arr.dtype.kind == "f" or arr.dtype.itemsize > 4:
+            unit = _scale_float64(arr, lo, hi)
+        else:
+            span = np.where(hi > lo, hi - lo, 1.0)
+            data = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)  # a writable copy
+            lo_t = torch.as_tensor(lo, dtype=torch.float32)[:, None, None]
+            span_t = torch.as_tensor(span, dtype=torch.float32)[:, None, None]
+            unit = ((data - lo_t) / span_t).clamp_(0.0, 1.0)
+            unit[torch.as_tensor(hi <= lo)] = 0.0
     c = unit.shape[0]
     if c == 1:
         unit = unit.expand(3, -1, -1)
@@ -93,6 +98,21 @@ def to_unit_rgb(image: np.ndarray, window: np.ndarray | None = None) -> torch.Te
     elif c == 4:
         unit = unit[:3]
     return unit
+
+
+def _scale_float64(arr: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+    """(H, W, C) floats or 64-bit integers -> (C, H, W) float32 in [0, 1], computed in float64.
+
+    Cast to float32 first, values beyond its range (a float64 image of 1e300) become inf and
+    the scaled image NaN. Halves are scaled, so that even ``hi - lo`` cannot overflow.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = np.asarray(arr, dtype=np.float64) * 0.5
+        lo_h, hi_h = lo * 0.5, hi * 0.5
+        span_h = np.where(hi_h > lo_h, hi_h - lo_h, 1.0)
+        unit = np.clip((half - lo_h) / span_h, 0.0, 1.0)
+    unit[..., hi <= lo] = 0.0  # a constant channel
+    return torch.from_numpy(unit.astype(np.float32)).permute(2, 0, 1)
 
 
 def to_model_input(

@@ -15,14 +15,28 @@ def _inside(x: np.ndarray, y: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
+def as_numbers(value: Any, name: str, shape: str) -> np.ndarray:
+    """``value`` as a float64 array; text, ``None``, ragged lists and other objects raise InputError."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nesting, e.g. [[1, 2], [3]]
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{name} must be numbers in shape {shape}, got {value!r:.80}")
+    return arr.astype(np.float64)
+
+
 def check_points(coords: Any, labels: Any, hw: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validate (N, 2) (x, y) points and (N,) 0/1 labels for an image of size ``hw``."""
     if coords is None and labels is None:
         return None, None
     if coords is None or labels is None:
         raise InputError("point_coords and point_labels must be given together")
-    pts = np.asarray(coords, dtype=np.float32)
-    lab = np.asarray(labels)
+    pts = as_numbers(coords, "point_coords", "(N, 2) as (x, y)")
+    try:
+        lab = np.asarray(labels)
+    except ValueError:
+        raise InputError(f"point_labels must be a list of 1 (object) or 0 (background), got {labels!r:.80}") from None
     if pts.ndim == 1 and pts.shape == (2,):
         pts = pts[None]
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -43,14 +57,14 @@ def check_points(coords: Any, labels: Any, hw: tuple[int, int]) -> tuple[np.ndar
             f"point (x={bad[0]:g}, y={bad[1]:g}) is outside the image "
             f"(width {hw[1]}, height {hw[0]}); points are (x, y) pixels"
         )
-    return pts, lab.astype(np.int32)
+    return pts.astype(np.float32), lab.astype(np.int32)
 
 
 def check_box(box: Any, hw: tuple[int, int]) -> np.ndarray | None:
     """Validate a (4,) box x0, y0, x1, y1 with x0 < x1, y0 < y1, inside the image."""
     if box is None:
         return None
-    b = np.asarray(box, dtype=np.float32).reshape(-1)
+    b = as_numbers(box, "box", "(4,) as x0, y0, x1, y1").reshape(-1)
     if b.shape != (4,):
         raise InputError(f"box must be 4 numbers x0, y0, x1, y1, got shape {np.asarray(box).shape}")
     if not np.isfinite(b).all():
@@ -62,4 +76,4 @@ def check_box(box: Any, hw: tuple[int, int]) -> np.ndarray | None:
         raise InputError(
             f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the image (width {hw[1]}, height {hw[0]})"
         )
-    return b
+    return b.astype(np.float32)
