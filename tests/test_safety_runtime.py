@@ -212,3 +212,262 @@ def test_a_foreign_resume_checkpoint_is_one_checkpoint_error(case: str, finetune
                     "another model": "saved for another model", "other parameters": "optimiser state for other"}
         assert expected[case] in message, message
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- Ctrl-C at start-up
+
+
+def _default_sigint() -> None:  # in the child, before exec: tests may run with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("entry_point", [True, False], ids=["console-script", "python-m"])
+def test_ctrl_c_during_start_up_exits_quietly(entry_point: bool, tmp_path: Path) -> None:
+    np.save(tmp_path / "s.npy", make_stack(2))
+    (tmp_path / "s.json").write_text(PROMPTS_JSON)
+    if entry_point:
+        command = [str(Path(sys.executable).parent / "napari-sam2")]
+    else:
+        command = [sys.executable, "-m", "napari_sam2"]
+    command += ["segment", str(tmp_path / "s.npy"), "--prompts", str(tmp_path / "s.json"), *MODEL_ARGS,
+                "-o", str(tmp_path / "out.zarr")]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **ONE_THREAD}
+    seen = []
+    # the delays only spread where the signal lands (interpreter start, imports, parsing, model load)
+    for delay in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4, 0.6):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=_default_sigint)  # fmt: skip
+        try:
+            time.sleep(delay)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        seen.append(proc.returncode)
+        assert "Traceback" not in err, (delay, err)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
+        lines = err.strip().splitlines()
+        assert len(lines) <= 1, (delay, err)
+        if proc.returncode == 130:
+            assert lines and lines[0].startswith("napari-sam2: interrupted"), (delay, err)
+        assert not (tmp_path / "out.zarr").exists() or proc.returncode == 0
+    assert 130 in seen, seen  # at least one signal reached Python
+
+
+# --------------------------------------------------------------------------- propagation and prompts
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    d = FIXTURES / "small_sam2.1"
+    return load_model(d / "checkpoint.pt", config=d / "config.json")
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return np.load(FIXTURES / "small_sam2.1" / "video.npz")["frames"][:6]
+
+
+def test_a_new_object_during_a_suspended_propagation_invalidates_it(small_model, clip) -> None:
+    with VideoSession(small_model, clip) as session:
+        session.add_prompt(0, 1, points=[[40, 50]], labels=[1])
+        run = session.propagate()
+        assert next(run).frame == 0 and next(run).frame == 1
+        added = session.add_prompt(3, 2, box=[60, 20, 120, 80])  # the prompt itself is taken
+        assert added.obj_ids == [1, 2]
+        with pytest.raises(InputError, match="prompts changed while this propagation was suspended"):
+            next(run)
+        with pytest.raises(StopIteration):  # the invalidated run is over
+            next(run)
+        results = list(session.propagate())  # a new run tracks both objects
+        assert [r.frame for r in results] == list(range(6))
+        assert all(r.obj_ids == [1, 2] for r in results)
+        assert (results[5].label_image() == 2).any()
+        np.testing.assert_array_equal(results[3].logits[1], added.logits[1])  # its prompted frame is kept
+
+
+def test_a_correction_during_a_suspended_propagation_stays_pending(small_model, clip) -> None:
+    with VideoSession(small_model, clip, corrections_as_conditioning=True) as session:
+        session.add_prompt(0, 1, points=[[40, 50]], labels=[1])
+        list(session.propagate())
+        assert session.pending_corrections == []
+        run = session.propagate()
+        next(run)
+        session.add_prompt(4, 1, points=[[40, 50], [45, 60]], labels=[1, 0])  # a correction ahead of the run
+        assert session.pending_corrections == [4]
+        with pytest.raises(InputError, match="prompts changed while this propagation was suspended"):
+            next(run)
+        # the run did not pass frame 4 with the old memory and mark the correction done
+        assert session.pending_corrections == [4]
+        assert session.correction_runs("forward") == [(4, False, 2)]
+        results = list(session.propagate(start=4))
+        assert session.pending_corrections == []
+        assert [r.frame for r in results] == [4, 5]
+
+
+def test_prompts_added_before_a_propagation_starts_or_after_it_closes_are_fine(small_model, clip) -> None:
+    with VideoSession(small_model, clip) as session:
+        session.add_prompt(0, 1, points=[[40, 50]], labels=[1])
+        run = session.propagate()  # created, not started: it starts with the prompts of its first step
+        session.add_prompt(0, 2, box=[60, 20, 120, 80])
+        assert [r.obj_ids for r in run] == [[1, 2]] * 6
+        run = session.propagate()
+        next(run)
+        run.close()  # closed: nothing to invalidate
+        session.add_prompt(2, 3, points=[[100, 30]], labels=[1])
+        assert [r.obj_ids for r in session.propagate(start=0)] == [[1, 2, 3]] * 6
+
+
+# --------------------------------------------------------------------------- schedulers
+
+
+@contextmanager
+def _tcp_service(kind: str) -> Iterator[str]:
+    """A loopback TCP service that is not a dask scheduler; yields its tcp:// address."""
+    if kind == "http":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"tcp://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+        return
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            if kind == "closes":
+                conn.close()
+            else:  # "silent": accept and never answer
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(10)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def _batch_at(tmp_path: Path, scheduler: str, *extra: str) -> subprocess.CompletedProcess:
+    np.save(tmp_path / "s.npy", make_stack(2))
+    (tmp_path / "s.json").write_text(PROMPTS_JSON)
+    return run_cli("batch", str(tmp_path / "s.npy"), "--prompts-dir", str(tmp_path), *MODEL_ARGS,
+                   "-o", str(tmp_path / "out"), "--scheduler", scheduler, *extra,
+                   entry_point=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kind, needle",
+    [("http", "is not dask's protocol"), ("silent", "sent nothing within 2 s"), ("closes", "closed the connection")],
+)
+def test_a_tcp_service_that_is_not_a_dask_scheduler_is_named_in_one_line(kind: str, needle: str, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    with _tcp_service(kind) as address:
+        proc = _batch_at(tmp_path, address, "--connect-timeout", "2")
+    line = assert_one_line_error(proc, address, "does not answer as a dask scheduler", needle)
+    assert "unexpected" not in line and "MemoryError" not in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_real_scheduler_passes_and_a_worker_address_is_named(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from napari_sam2.batch import SchedulerError, dask_client
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
+                                  scheduler_kwargs={"dashboard": False}) as cluster:  # fmt: skip
+        with dask_client(cluster.scheduler_address, timeout=10) as (client, threads):
+            assert client.scheduler_info()["type"] == "Scheduler" and threads is None
+            assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
+        worker = next(iter(cluster.scheduler.workers))
+        with pytest.raises(SchedulerError, match="is a dask Worker, not a scheduler"):
+            with dask_client(worker, timeout=10):
+                pass
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "abc", "-inf"])
+def test_a_bad_connect_timeout_is_a_usage_error(value: str, tmp_path: Path) -> None:
+    proc = run_cli("batch", str(tmp_path / "s.npy"), "--prompts-dir", str(tmp_path), "-o", str(tmp_path / "out"),
+                   "--scheduler", "tcp://127.0.0.1:9", f"--connect-timeout={value}", entry_point=True)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("napari-sam2 batch: error: argument --connect-timeout:"), errors
+    assert "a positive number of seconds" in errors[0] and repr(value) in errors[0], errors
+    assert not (tmp_path / "out").exists()
+
+
+@contextmanager
+def _occupy_8787() -> Iterator[None]:
+    """Listen on 8787 (all interfaces, or loopback), as another cluster's dashboard would; if
+    someone else already has it, it is taken either way."""
+    held = []
+    for host in ("0.0.0.0", "127.0.0.1"):
+        s = socket.socket()
+        try:
+            s.bind((host, 8787))
+            s.listen(1)
+            held.append(s)
+        except OSError as exc:
+            s.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    try:
+        yield
+    finally:
+        for s in held:
+            s.close()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_local_batch_starts_no_dashboard_and_is_quiet_when_8787_is_taken(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    with _occupy_8787():
+        assert _port_in_use(8787)
+        proc = _batch_at(tmp_path, "local:1", "--torch-threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no "Port 8787 is already in use", no dashboard link
+    assert (tmp_path / "out" / "s.zarr").exists()
+
+
+def test_the_local_clusters_http_server_is_loopback_only_with_no_dashboard() -> None:
+    pytest.importorskip("distributed")
+    from napari_sam2.batch import dask_client
+
+    with _occupy_8787(), dask_client("local:1") as (client, _):
+        def where(dask_scheduler) -> tuple[list, bool]:  # noqa: ANN001 - dask passes the scheduler
+            sockets = [s.getsockname()[:2] for s in dask_scheduler.http_server._sockets.values()]
+            return sockets, "distributed.dashboard.scheduler" in sys.modules
+
+        sockets, dashboard_module = client.run_on_scheduler(where)
+        assert sockets and all(host == "127.0.0.1" and port != 8787 for host, port in sockets), sockets
+        assert not dashboard_module
+        port = sockets[0][1]
+        with pytest.raises(urllib.error.HTTPError) as info:  # the dashboard's page is not served
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10)
+        assert info.value.code == 404

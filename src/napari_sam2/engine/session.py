@@ -126,6 +126,9 @@ class VideoSession:
         self.outputs = OutputStore(output_ram_budget, spill_dir)
         self._tracks: dict[int, ObjectTrack] = {}
         self._corrections: set[int] = set()
+        # bumped by every change of prompts or objects: a suspended propagate() that sees it
+        # change stops (it would track with memories its first frames did not have)
+        self._edits = 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -215,6 +218,7 @@ class VideoSession:
             reverse=reverse, run_memory_encoder=False, prev_logits=prev_logits,
         )  # fmt: skip
         # commit only after the model ran: a failure leaves the session as it was
+        self._edits += 1
         self._tracks.setdefault(obj_id, track)
         if mask_prompt is not None:
             track.masks[frame] = mask_prompt
@@ -231,6 +235,7 @@ class VideoSession:
         """Remove ``obj_id``'s prompts on ``frame`` (its output there becomes a tracked one)."""
         self._check_frame(frame)
         track = self._track_of(obj_id)
+        self._edits += 1
         track.points.pop(frame, None)
         track.masks.pop(frame, None)
         for d in (track.temp_cond, track.temp_non_cond):
@@ -247,6 +252,7 @@ class VideoSession:
     def remove_object(self, obj_id: int) -> None:
         """Forget an object and everything tracked for it."""
         track = self._track_of(obj_id)
+        self._edits += 1
         for d in (track.cond, track.non_cond, track.temp_cond, track.temp_non_cond):
             for out in d.values():
                 self.outputs.drop(out)
@@ -271,9 +277,16 @@ class VideoSession:
 
         Yields one :class:`FrameResult` per frame in the official order (the start
         frame included). Closing the generator early keeps every finished frame.
+
+        A run tracks with the prompts it started with. Changing prompts or objects
+        (``add_prompt``, ``clear_prompts``, ``remove_object``, ``reset``) while it is
+        suspended between two frames is allowed, but ends that run: its next step raises
+        :class:`~napari_sam2.errors.InputError` (the frames it yielded are kept, a new
+        object or a correction is not marked as propagated); start a new ``propagate``.
         """
         with torch.inference_mode():
             self._preflight()
+        edits = self._edits
         n = self.num_frames
         if start is None:
             start = min(t for track in self._tracks.values() for t in track.cond)
@@ -289,6 +302,12 @@ class VideoSession:
             end = min(start + max_frames, n - 1)
             order = range(start, end + 1)
         for frame in order:
+            if self._edits != edits:
+                raise InputError(
+                    f"the prompts changed while this propagation was suspended (before frame {frame}), "
+                    "so it stopped; the frames it yielded are kept; start a new propagate() to track "
+                    "with the new prompts, or finish or close a propagation before changing prompts"
+                )
             with torch.inference_mode():
                 new = {}
                 for track in self._tracks.values():
