@@ -43,6 +43,9 @@ def _read_table(path: str | PathLike[str]) -> tuple[list[str], list[_Row]]:
             header = [h.strip() for h in next(reader, [])]
             if not header:
                 raise InputError(f"{p}: the file is empty; expected a napari CSV with a header row")
+            twice = [h for i, h in enumerate(header) if h and h in header[:i]]
+            if twice:  # each row is read into a dict: the later column would silently win
+                raise InputError(f"{p}: the header names column {twice[0]!r} twice")
             rows = []
             for cells in reader:
                 if not any(c.strip() for c in cells):

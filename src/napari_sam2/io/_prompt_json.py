@@ -91,9 +91,14 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise self.fail(where, f"expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else None
+        except OverflowError:  # an integer beyond float range
+            number = float("inf")
+        if number is None or not np.isfinite(number):
+            text = repr(value)
+            raise self.fail(where, f"expected a finite number, got {text if len(text) <= 40 else text[:37] + '...'}")
+        return number
 
     def items(self, value: Any, where: str) -> list[Any]:
         if not isinstance(value, list):
@@ -195,14 +200,37 @@ def read_prompts_json(path: str | PathLike[str], *, axis: int | None = None, sha
     """
     p = Path(path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8-sig"))
+        doc = json.loads(p.read_text(encoding="utf-8-sig"), object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise InputError(f"prompt file not found: {p}") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{p}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    except _DuplicateKey as e:  # json keeps the last value silently: a hand edit gone wrong
+        raise InputError(f"{p}: field {e.key!r} appears twice in one object") from None
+    except RecursionError:
+        raise InputError(f"{p}: not valid JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{p}: cannot read the file ({e})") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        text = str(e).strip().splitlines()
+        raise InputError(f"{p}: not valid JSON ({text[0][:160] if text else type(e).__name__})") from None
     return prompts_from_dict(doc, source=str(p), axis=axis, shape=shape)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a key given twice in one JSON object."""
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKey(key)
+        doc[key] = value
+    return doc
 
 
 def write_prompts_json(path: str | PathLike[str], prompts: Iterable[Prompt], *, axis: int = 0) -> None:

@@ -156,7 +156,13 @@ class SAM2Config:
 
     @classmethod
     def from_json(cls, text: str) -> "SAM2Config":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except RecursionError:  # a ValueError like json's own, so callers report the file
+            raise ValueError("not valid JSON (nested too deeply)") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"a SAM2Config JSON is an object {{...}}, got {type(data).__name__}")
+        return cls.from_dict(data)
 
 
 def _tuples(value: Any) -> Any:
