@@ -198,19 +198,27 @@ def _add_segment_image(commands: Any) -> None:
 def _read_image(path: Path):  # -> np.ndarray
     import numpy as np
 
+    from .errors import InputError
+
     if not path.is_file():
         raise SAM2Error(f"image file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"image file {str(path)!r} is empty (0 bytes)")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from .io.stacks import read_tiff
+
+        return read_tiff(path)  # a damaged TIFF raises instead of giving its first page
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+        import skimage.io
 
-            image = tifffile.imread(path)
+        image = skimage.io.imread(path)
+    except Exception as exc:  # imageio's errors run to several lines of plugin advice: one line instead
+        text = str(exc).strip().splitlines()
+        if "could not find a backend" in str(exc).lower() or type(exc).__name__ == "UnidentifiedImageError":
+            why = "it is not an image file that can be read (no reader recognises its contents)"
         else:
-            import skimage.io
-
-            image = skimage.io.imread(path)
-    except Exception as exc:
-        raise SAM2Error(f"could not read image {str(path)!r} ({type(exc).__name__}: {exc})") from None
+            why = f"the file is damaged ({type(exc).__name__}: {text[0][:160] if text else ''})"
+        raise InputError(f"could not read image {str(path)!r}: {why}") from None
     return np.asarray(image)
 
 

@@ -14,13 +14,21 @@ Shapes: ``(Y, X)`` is a one-frame stack; ``(Y, X, 3|4)`` is one RGB(A) image; 3-
 along ``axis``; 4-D has channels last (1-4 of them). OME-Zarr axes of size 1 (``t``, ``c``
 of a ``tczyx`` image) are dropped and an OME-Zarr ``c`` axis is moved last.
 
-Every problem is an :class:`~napari_sam2.errors.InputError` naming the file.
+A TIFF that tifffile says holds samples (planar RGB ``(3, Y, X)``) or, in 4-D, channels
+(an ImageJ ``ZCYX`` hyperstack) has them moved last.
+
+Every problem is an :class:`~napari_sam2.errors.InputError` naming the file: a damaged file
+(a TIFF cut short or with fewer pages than it declares, see :func:`check_tiff`) is refused
+at open rather than read as a smaller image, and a frame that does not decode later names
+the file and the frame. Float frames with NaN or infinite values are refused, naming both.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -50,8 +58,13 @@ class _FrameView:
     Only ``view[t]`` with an integer ``t`` is supported; it reads one frame from the source.
     """
 
-    def __init__(self, array: Any, frame_axis: int | None, drop: tuple[int, ...], channel_axis: int | None) -> None:
+    def __init__(
+        self, array: Any, frame_axis: int | None, drop: tuple[int, ...], channel_axis: int | None,
+        source: str = "the image", quiet_tifffile: bool = False,
+    ) -> None:  # fmt: skip
         self._array = array
+        self._source = source  # named in read errors
+        self._quiet = quiet_tifffile
         self._frame_axis = frame_axis
         self._drop = drop
         src = tuple(int(n) for n in array.shape)
@@ -77,8 +90,26 @@ class _FrameView:
             index[i] = 0
         if self._frame_axis is not None:
             index[self._frame_axis] = int(t)
-        frame = np.asarray(self._array[tuple(index)])
+        frame = self._read(tuple(index), int(t))
+        if self.dtype.kind == "f" and not np.isfinite(frame).all():
+            where = f"frame {t}" if self._frame_axis is not None else "the image"
+            raise InputError(f"input {self._source!r}: {where} contains NaN or infinite values")
         return frame.transpose(self._perm) if self._perm != tuple(range(len(self._perm))) else frame
+
+    def _read(self, index: tuple[Any, ...], t: int) -> np.ndarray:
+        """One frame from the source; a failed read names the file and the frame."""
+        try:
+            if self._quiet:
+                with _quiet_tifffile():
+                    return np.asarray(self._array[index])
+            return np.asarray(self._array[index])
+        except MemoryError:
+            raise
+        except OSError as e:
+            raise InputError(f"input {self._source!r}: frame {t} cannot be read ({_why(e)})") from None
+        except Exception as e:  # a strip or chunk that does not decode: the file is damaged
+            why = f"frame {t} cannot be read: the file is damaged ({_why(e)})"
+            raise InputError(f"input {self._source!r}: {why}") from None
 
 
 @dataclass
@@ -102,6 +133,8 @@ class Stack:
         ``"zyx"``, ``"tyx"`` (from OME-Zarr axis names) or ``"yx"``.
     label_scale : tuple of float or None
         The OME-Zarr pixel size of the label axes, if the input has one.
+    label_units : tuple of str or None
+        The OME-Zarr units of the label axes (None for an axis without one), if any axis has one.
     axis_name : str or None
         The OME-Zarr name of the stack axis (``"t"`` or ``"z"``) if the input names its
         axes; None for TIFF, ``.npy``, plain zarr and 2-D images.
@@ -116,6 +149,7 @@ class Stack:
     label_scale: tuple[float, ...] | None = None
     axis_name: str | None = None
     _close: Callable[[], None] | None = field(default=None, repr=False)
+    label_units: tuple[str | None, ...] | None = None
 
     def close(self) -> None:
         """Release the file handle (TIFF); the frames cannot be read afterwards."""
@@ -154,17 +188,19 @@ def open_stack(path: str | PathLike[str], *, axis: int = 0) -> Stack:
     name = p.name.lower()
     names: tuple[str, ...] | None = None
     scale: tuple[float, ...] | None = None
+    units: tuple[str | None, ...] | None = None
+    channel: int | None = None  # a TIFF's own channel (samples) axis
     close = None
     if name.endswith((".tif", ".tiff")):
-        array, close = _open_tiff(p)
+        array, close, channel = _open_tiff(p)
     elif name.endswith(".npy"):
         array = _open_npy(p)
     elif p.is_dir() or name.endswith(".zarr"):
-        array, names, scale = _open_zarr(p)
+        array, names, scale, units = _open_zarr(p)
     else:
         raise InputError(f"input {str(p)!r}: unknown image type; expected .tif/.tiff, .zarr (OME-Zarr) or .npy")
     try:
-        return _make_stack(p, array, axis, names, scale, close)
+        return _make_stack(p, array, axis, names, scale, close, channel, units)
     except BaseException:
         if close is not None:
             close()
@@ -178,6 +214,8 @@ def _make_stack(
     names: tuple[str, ...] | None,
     scale: tuple[float, ...] | None,
     close: Callable[[], None] | None,
+    channel_hint: int | None = None,
+    units: tuple[str | None, ...] | None = None,
 ) -> Stack:
     src = tuple(int(n) for n in array.shape)
     dtype = np.dtype(array.dtype)
@@ -191,6 +229,8 @@ def _make_stack(
             drop = drop[: len(src) - 2]
         if "c" in names and names.index("c") not in drop:
             channel = names.index("c")
+    elif channel_hint is not None and len(src) in (3, 4):
+        channel = channel_hint  # the TIFF says which axis holds samples or channels (planar RGB, ImageJ ZCYX)
     elif len(src) == 4 or (len(src) == 3 and src[-1] in (3, 4)):
         channel = len(src) - 1  # channels last: (T, H, W, C) or one RGB(A) image (H, W, 3|4)
     spatial = [i for i in range(len(src)) if i not in drop and i != channel]
@@ -213,8 +253,10 @@ def _make_stack(
         frame_axis = spatial[axis]
         rest = [i for i in spatial if i != frame_axis]
         label_shape = (src[frame_axis], src[rest[0]], src[rest[1]])
-    view = _FrameView(array, frame_axis, drop, channel)
+    tiff = p.name.lower().endswith((".tif", ".tiff"))
+    view = _FrameView(array, frame_axis, drop, channel, source=str(p), quiet_tifffile=tiff)
     label_axes, label_scale, axis_name = "zyx" if len(label_shape) == 3 else "yx", None, None
+    label_units = None
     if names is not None:
         order = ([frame_axis] if frame_axis is not None else []) + [i for i in spatial if i != frame_axis]
         if frame_axis is not None and names[frame_axis] in ("t", "z"):
@@ -223,25 +265,166 @@ def _make_stack(
             label_axes = "tyx"
         if scale is not None:
             label_scale = tuple(scale[i] for i in order)
-    return Stack(p, view, shape, axis, label_shape, label_axes, label_scale, axis_name, _close=close)
+        if units is not None and any(units[i] for i in order):
+            label_units = tuple(units[i] for i in order)
+    return Stack(p, view, shape, axis, label_shape, label_axes, label_scale, axis_name, _close=close,
+                 label_units=label_units)  # fmt: skip
 
 
-def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None]:
-    """A memory map if the pixels allow it, else tifffile's lazy zarr view, else the whole image."""
+def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None]:
+    """A memory map if the pixels allow it, else tifffile's lazy zarr view, else the whole image.
+
+    Also the axis that holds samples (``S``) or, in 4-D, channels (``C``) when the TIFF says so, else None.
+    A damaged file (see :func:`check_tiff`) raises instead of being read as a smaller image.
+    """
     import tifffile
 
-    logger = logging.getLogger("tifffile")  # it logs damaged files; we raise one error instead
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
+    with _quiet_tifffile():  # it logs damaged files; we raise one error instead
+        axes = check_tiff(p)
         array, close = _tiff_array(p, tifffile)
-    finally:
-        logger.setLevel(level)
     if 0 in array.shape or array.ndim == 0:
         if close is not None:
             close()
         raise InputError(f"input {str(p)!r}: cannot read the TIFF file (no image data: damaged, or not a TIFF)")
-    return array, close
+    channel = None
+    if axes is not None and len(axes) == array.ndim:
+        if "S" in axes:  # samples of a pixel (RGB), also when stored planar (3, H, W)
+            channel = axes.index("S")
+        elif "C" in axes and array.ndim == 4:  # an ImageJ/OME hyperstack (Z, C, Y, X); tifffile calls
+            channel = axes.index("C")  # any 3-D ImageJ/OME stack "CYX", so 3-D stays a stack
+    return array, close, channel
+
+
+def read_tiff(path: str | PathLike[str]) -> np.ndarray:
+    """All of a TIFF's first series (one 2-D image for ``segment-image``), never a part of it.
+
+    Raises :class:`InputError` naming the file if it is damaged (see :func:`check_tiff`) or
+    its pixels do not decode.
+    """
+    import tifffile
+
+    p = Path(path)
+    with _quiet_tifffile():
+        check_tiff(p)
+        try:
+            return np.asarray(tifffile.imread(p))
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise InputError(f"input {str(p)!r} cannot be read: the file is damaged ({_why(e)})") from None
+
+
+#: what tifffile logs when a file's structure is broken (page list cut short, fewer pages than declared)
+_TIFF_DAMAGE = (
+    "invalid page offset", "invalid offset to page", "corrupted tag list", "circular reference",
+    "corrupted file", "failed to reshape", "does not match page shape", "corrupted IFD",
+)  # fmt: skip
+
+
+def check_tiff(path: str | PathLike[str]) -> str | None:
+    """Raise :class:`InputError` if a TIFF is damaged; else return its first series' axes.
+
+    Damaged: its list of pages ends early (a truncated or overwritten file), it holds fewer
+    pages than its own metadata (tifffile shape, ImageJ, OME-XML) declares, or its pixel data
+    reach past the end of the file. tifffile alone reads such files as their first page(s).
+    """
+    import tifffile
+
+    p = Path(path)
+    with _quiet_tifffile() as logged:
+        try:
+            with tifffile.TiffFile(p) as tif:
+                size = tif.filehandle.size
+                series = tif.series[0] if tif.series else None
+                damage = next((m for m in logged if any(k in m for k in _TIFF_DAMAGE)), None)
+                if damage is not None:
+                    raise InputError(f"input {str(p)!r}: the TIFF file is damaged ({_tifffile_message(damage)})")
+                if series is None:
+                    return None
+                pages = list(getattr(series, "_pages", None) or series.pages)
+                missing = sum(page is None for page in pages)
+                if missing:
+                    raise InputError(
+                        f"input {str(p)!r}: the TIFF file is damaged ({missing} of the {len(pages)} pages "
+                        "its metadata lists are missing)"
+                    )
+                end = _data_end(series, pages)
+                if end > size:
+                    raise InputError(
+                        f"input {str(p)!r}: the TIFF file is damaged (truncated: its pixel data end at byte {end} "
+                        f"but the file has {size} bytes)"
+                    )
+                return str(series.axes)
+        except InputError:
+            raise
+        except Exception as e:
+            why = f"cannot read the TIFF file: it is damaged or not a TIFF ({_why(e)})"
+            raise InputError(f"input {str(p)!r}: {why}") from None
+
+
+def _data_end(series: Any, pages: list[Any]) -> int:
+    """The byte just past the last pixel data of ``series``."""
+    if series.dataoffset is not None:  # contiguous (memory-mappable): one block
+        return int(series.dataoffset) + int(series.nbytes)
+    end = 0
+    for page in pages:
+        ends = [int(o) + int(c) for o, c in zip(page.dataoffsets, page.databytecounts, strict=False) if c]
+        end = max(end, *ends) if ends else end
+    return end
+
+
+def _tifffile_message(message: str) -> str:
+    """tifffile's log line without the ``<tifffile.TiffPages @8>`` object it starts with."""
+    text = message.strip().splitlines()[0] if message.strip() else message
+    if text.startswith("<") and "> " in text:
+        text = text.split("> ", 1)[1]
+    return "tifffile: " + text[:160]
+
+
+class _Collect(logging.Handler):
+    """Keeps the messages tifffile logs in one thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+_quiet_lock = threading.Lock()
+_quiet_users = 0
+_quiet_saved: tuple[int, bool] = (logging.NOTSET, True)
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[list[str]]:
+    """Keep tifffile's log lines off stderr (and the root logger) while we read; yield what it logged.
+
+    We report a damaged file in one error of our own. The logger's level and ``propagate`` are
+    restored when the last reader (of any thread) is done.
+    """
+    global _quiet_users, _quiet_saved
+    logger = logging.getLogger("tifffile")
+    handler = _Collect()
+    with _quiet_lock:
+        if _quiet_users == 0:
+            _quiet_saved = (logger.level, logger.propagate)
+            logger.setLevel(logging.WARNING)
+            logger.propagate = False
+        _quiet_users += 1
+        logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        with _quiet_lock:
+            logger.removeHandler(handler)
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                logger.setLevel(_quiet_saved[0])
+                logger.propagate = _quiet_saved[1]
 
 
 def _tiff_array(p: Path, tifffile: Any) -> tuple[Any, Callable[[], None] | None]:
@@ -271,10 +454,13 @@ def _open_npy(p: Path) -> Any:
     try:
         return np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        raise InputError(f"input {str(p)!r}: cannot read the .npy file ({_why(e)})") from None
+        why = f"cannot read the .npy file: it is damaged or not a .npy file ({_why(e)})"
+        raise InputError(f"input {str(p)!r}: {why}") from None
 
 
-def _open_zarr(p: Path) -> tuple[Any, tuple[str, ...] | None, tuple[float, ...] | None]:
+def _open_zarr(
+    p: Path,
+) -> tuple[Any, tuple[str, ...] | None, tuple[float, ...] | None, tuple[str | None, ...] | None]:
     import zarr
 
     from ._ngff import read_multiscale
@@ -290,14 +476,14 @@ def _open_zarr(p: Path) -> tuple[Any, tuple[str, ...] | None, tuple[float, ...] 
     except Exception as e:
         raise InputError(f"input {str(p)!r}: cannot open it as zarr ({_why(e)})") from None
     if isinstance(node, zarr.Array):
-        return node, None, None
+        return node, None, None, None
     attrs = node.attrs.asdict()
     if "multiscales" in attrs.get("ome", attrs):
-        array, scale, names, _ = read_multiscale(node, str(p))
-        return array, names, scale
+        array, scale, names, units = read_multiscale(node, str(p))
+        return array, names, scale, units
     arrays = [name for name, _ in node.arrays()]
     if len(arrays) == 1:
-        return node[arrays[0]], None, None
+        return node[arrays[0]], None, None, None
     raise InputError(
         f"input {str(p)!r} is a zarr group with {len(arrays)} arrays ({', '.join(arrays[:5]) or 'none'}) "
         "and no OME-Zarr multiscales; pass the array's own path"
