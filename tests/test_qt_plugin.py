@@ -21,8 +21,13 @@ def test_dock_widget_and_sample_data_come_from_the_manifest(make_napari_viewer):
     assert tuple(image.scale) == (1.5, 0.5, 0.5) and tuple(truth.scale) == (1.5, 0.5, 0.5)
     assert not truth.visible and truth.data.max() == 14
     assert widget.image.value is image and widget.axis_kind.value == "z"  # from the sample's metadata
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")  # the slider says z, not -3
+    assert tuple(str(u) for u in image.units) == ("micrometer",) * 3
+    viewer.layers.clear()
     viewer.open_sample("napari-sam2", "timelapse")
     assert viewer.layers[-2].data.shape == (30, 256, 256)
+    assert tuple(viewer.dims.axis_labels) == ("t", "y", "x")
+    assert str(viewer.layers[-2].units[0]) == "second"
 
 
 def test_synthetic_generators_are_seeded_and_labelled():

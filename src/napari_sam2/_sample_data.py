@@ -14,11 +14,16 @@ from .data.synthetic import Appearance, SyntheticStack, cell_timelapse, nuclei_z
 _LOOK = Appearance(style="nucleus", brightness=(350.0, 900.0), background=60.0, texture=0.15, blur=1.2)
 
 
+_UNITS = {"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"}
+
+
 def _layers(stack: SyntheticStack, name: str) -> list[tuple[Any, dict[str, Any], str]]:
     kind = "time" if stack.axes[0] == "t" else "z"
+    # axis labels name the slider ("t" or "z", not "-3"); units make the scale bar physical
+    where = {"scale": stack.scale, "axis_labels": tuple(stack.axes), "units": tuple(_UNITS[a] for a in stack.axes)}
     return [
-        (stack.image, {"name": name, "scale": stack.scale, "colormap": "gray", "metadata": {"axes": stack.axes}}, "image"),
-        (stack.labels, {"name": f"{name} ground truth", "scale": stack.scale, "visible": False,
+        (stack.image, {"name": name, **where, "colormap": "gray", "metadata": {"axes": stack.axes}}, "image"),
+        (stack.labels, {"name": f"{name} ground truth", **where, "visible": False,
                         "metadata": {"axes": stack.axes, "note": f"synthetic ground truth along {kind}"}}, "labels"),
     ]  # fmt: skip
 
