@@ -263,7 +263,7 @@ def segment_steps(
         # an error, Ctrl-C or close() inside aborts the writer: no partial store stays
         with session, LabelWriter(
             output, stack.label_shape, dtype=label_dtype(max(obj_ids)), axes=label_axes,
-            scale=stack.label_scale, metadata=metadata, overwrite=job.overwrite,
+            scale=stack.label_scale, units=stack.label_units, metadata=metadata, overwrite=job.overwrite,
         ) as writer:  # fmt: skip
             for p in prompts:
                 session.add_prompt(p.frame, p.obj_id, points=p.points_xy, labels=p.labels, box=p.box, mask=p.mask)

@@ -106,6 +106,11 @@ def read_multiscale(
         raise InputError(f"{source}: invalid OME-Zarr multiscales metadata ({e!r})") from None
     if not isinstance(array, zarr.Array) or len(scale) != array.ndim:
         raise InputError(f"{source}: multiscales metadata does not match the stored array")
-    if len(names) != array.ndim:
+    if names and len(names) != array.ndim:  # guessing the axes would misread the image
+        raise InputError(
+            f"{source}: the multiscales metadata names {len(names)} axes ({', '.join(names)}) "
+            f"but the array is {array.ndim}-D {tuple(array.shape)}"
+        )
+    if not names:  # NGFF before 0.3 names no axes
         names, units = tuple("tczyx"[-array.ndim :]), (None,) * array.ndim
     return array, tuple(scale), names, units
