@@ -338,7 +338,11 @@ def check_tiff(path: str | PathLike[str]) -> str | None:
                 series = tif.series[0] if tif.series else None
                 damage = next((m for m in logged if any(k in m for k in _TIFF_DAMAGE)), None)
                 if damage is not None:
-                    raise InputError(f"input {str(p)!r}: the TIFF file is damaged ({_tifffile_message(damage)})")
+                    what = "its list of pages breaks off"
+                    if "shape" in damage or "corrupted file" in damage:
+                        what = "it holds fewer pages than its metadata declare"
+                    why = f"{what}; {_tifffile_message(damage)}"
+                    raise InputError(f"input {str(p)!r}: the TIFF file is damaged ({why})")
                 if series is None:
                     return None
                 pages = list(getattr(series, "_pages", None) or series.pages)
