@@ -433,6 +433,10 @@ class LabelWriter:
 class StoredLabels:
     """A label stack read back lazily; unpacks as ``data, scale, metadata``.
 
+    It is also a sequence of those three, like the tuple it unpacks as: ``labels[0]`` is
+    ``data``, ``labels[1]`` is ``scale``, ``labels[2]`` (and ``labels[-1]``) is ``metadata``,
+    slices work, and ``len(labels) == 3``. ``axes`` and ``units`` are attributes only.
+
     Attributes
     ----------
     data : dask.array.Array
@@ -453,8 +457,17 @@ class StoredLabels:
     axes: tuple[str, ...]
     units: tuple[str | None, ...]
 
+    def _as_tuple(self) -> tuple[Any, tuple[float, ...], dict[str, Any]]:
+        return (self.data, self.scale, self.metadata)
+
     def __iter__(self) -> Iterator[Any]:
-        return iter((self.data, self.scale, self.metadata))
+        return iter(self._as_tuple())
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._as_tuple()[index]
 
 
 def read_labels(path: str | PathLike[str], *, name: str | None = None) -> StoredLabels:
@@ -470,7 +483,8 @@ def read_labels(path: str | PathLike[str], *, name: str | None = None) -> Stored
     Returns
     -------
     StoredLabels
-        Unpacks as ``data, scale, metadata``; also has ``axes`` and ``units``.
+        Unpacks and indexes as ``data, scale, metadata`` (``read_labels(p)[0]`` is the
+        data); also has ``axes`` and ``units``.
     """
     import dask.array as da
 
