@@ -6,12 +6,14 @@ the plugin manifest) does not pay for importing torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0.dev0"
 
+# typing.TYPE_CHECKING without importing typing: two thirds of this module's import time,
+# and the console script imports this package before its Ctrl-C guard is up (_entry.py)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine.image import ImagePredictor
     from .engine.session import FrameResult, VideoSession
     from .weights import load_model
@@ -29,6 +31,8 @@ __all__ = ["FrameResult", "ImagePredictor", "VideoSession", "__version__", "load
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        from importlib import import_module
+
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import main
+from ._entry import main  # cli.main behind a Ctrl-C guard (see _entry)
 
 __all__ = ["main"]
 
