@@ -97,7 +97,7 @@ def save_labels(
     if sam2.get("prompts"):
         doc = sam2["prompts"]
         target = prompts_path(path)
-        write_prompts_json(target, prompts_from_dict(doc), axis=int(doc.get("axis", 0)))
+        write_prompts_json(target, prompts_from_dict(doc), axis=int(doc.get("axis", 0)), stack_kind=doc.get("stack_kind"))
         written.append(str(target))
     return written
 

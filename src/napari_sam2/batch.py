@@ -208,6 +208,27 @@ def read_job_prompts(job: SegmentJob, shape: tuple[int, ...], axis: int | None) 
     return prompts
 
 
+def stack_kind(job: SegmentJob, stack: Any) -> str | None:
+    """What the stack axis is (``"t"``, ``"z"``, or None: not known), most explicit first.
+
+    ``--stack-kind`` (``job.stack_kind``), else the prompt file's ``stack_kind``, else the
+    input's own axis name (OME-Zarr axes, ImageJ or OME-TIFF metadata). A prompt file that
+    says otherwise than ``--stack-kind`` is an error: one of them is wrong.
+    """
+    from .io.prompts import read_stack_kind
+
+    said = read_stack_kind(job.prompts)
+    if job.stack_kind is not None and said is not None and said != job.stack_kind:
+        raise InputError(
+            f"{job.prompts} says the stack is a {_KIND_NAMES[said]} (stack_kind {said!r}) but --stack-kind is "
+            f"{job.stack_kind!r}; drop one of them"
+        )
+    return job.stack_kind or said or stack.axis_name
+
+
+_KIND_NAMES = {"t": "time-lapse", "z": "z-stack"}
+
+
 def segment_steps(
     job: SegmentJob, model: SAM2 | None = None, *, configure: bool = False
 ) -> Generator[Progress, None, StackResult]:
@@ -243,7 +264,7 @@ def segment_steps(
         if model is None:
             model = cached_model(job.model)
         obj_ids = sorted({p.obj_id for p in prompts})
-        kind = (job.stack_kind or stack.axis_name) if is_stack else None  # VideoSession checks it
+        kind = stack_kind(job, stack) if is_stack else None  # VideoSession checks it
         label_axes = f"{kind}yx" if kind is not None else stack.label_axes
         metadata = {
             "model": model.config.name,
@@ -252,7 +273,7 @@ def segment_steps(
             "axis": stack.axis,
             "direction": job.direction,
             "stack_kind": kind,
-            "prompts": prompts_to_dict(prompts, axis=stack.axis),
+            "prompts": prompts_to_dict(prompts, axis=stack.axis, stack_kind=kind),
         }
         n_frames = stack.label_shape[0] if is_stack else 1
         session = VideoSession(

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--stack-kind", choices=("t", "z"), default=None,
         help="t: a time-lapse, z: a z-stack. A trained model (napari-sam2-cells) then tracks with its presence "
-        "calibration for that kind. Default: the input's OME-Zarr axis name, else uncalibrated",
+        "calibration for that kind. Default, per stack: the prompt file's stack_kind (JSON), else the input's "
+        "own axis name (OME-Zarr axes, ImageJ or OME-TIFF metadata), else uncalibrated",
     )  # fmt: skip
     common.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     common.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",

@@ -500,7 +500,9 @@ class Segmenter:
             "video_axis": spec.video_axis,
             "image": spec.layer_name,
             "model": self.model_choice.label if self.model_choice else None,
-            "prompts": prompts_to_dict(prompts, axis=spec.video_axis or 0),
+            "prompts": prompts_to_dict(
+                prompts, axis=spec.video_axis or 0, stack_kind=spec.axis_kind if spec.video_axis is not None else None
+            ),  # the kind travels with the prompts: segment and batch then track as it was prompted
             # single clicks whose mask is not SAM 2's first choice: candidate 1 or 2 by predicted IoU
             "mask_choices": [
                 {"frame": f, "object": o, "candidate": c.index} for (f, o), c in sorted(self._candidates.items()) if c.index

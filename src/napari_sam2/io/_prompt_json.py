@@ -2,13 +2,13 @@
 
 ::
 
-    {"version": 1, "axis": 0,
+    {"version": 1, "axis": 0, "stack_kind": "t",
      "objects": [{"id": 1,
                   "points": [{"frame": 0, "x": 12.5, "y": 40, "positive": true}],
                   "boxes": [{"frame": 0, "x0": 5, "y0": 30, "x1": 20, "y1": 52}]}]}
 
 ``x``/``y`` are image pixels (x = column, y = row); ``frame`` indexes the stack along
-``axis``. The same dictionary is stored in the metadata of the labels we write.
+``axis``. ``stack_kind`` (optional) says what that axis is: ``"t"`` a time-lapse, ``"z"`` a z-stack. The same dictionary is stored in the metadata of the labels we write.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from ._prompt import Prompt, clip_box, frame_and_plane, frame_outside, merge_pro
 
 FORMAT_VERSION = 1
 
-_TOP = {"version", "axis", "objects"}
+_TOP = {"version", "axis", "stack_kind", "objects"}
+STACK_KINDS = ("t", "z")
 _OBJECT = {"id", "points", "boxes"}
 _POINT = {"frame", "x", "y", "positive"}
 _BOX = {"frame", "x0", "y0", "x1", "y1"}
@@ -39,11 +40,14 @@ def _short(v: np.floating) -> float:
     return float(str(np.float32(v)))
 
 
-def prompts_to_dict(prompts: Iterable[Prompt], *, axis: int = 0) -> dict[str, Any]:
+def prompts_to_dict(prompts: Iterable[Prompt], *, axis: int = 0, stack_kind: str | None = None) -> dict[str, Any]:
     """The JSON-ready dictionary of ``prompts`` (objects sorted by id).
 
-    Mask prompts have no JSON form and raise :class:`InputError`.
+    ``stack_kind`` (``"t"`` or ``"z"``), if given, is recorded. Mask prompts have no JSON
+    form and raise :class:`InputError`.
     """
+    if stack_kind is not None and stack_kind not in STACK_KINDS:
+        raise InputError(f"stack_kind must be 't' (time-lapse) or 'z' (z-stack), got {stack_kind!r}")
     objects: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for p in merge_prompts(prompts):
         if p.mask is not None:
@@ -58,6 +62,7 @@ def prompts_to_dict(prompts: Iterable[Prompt], *, axis: int = 0) -> dict[str, An
     return {
         "version": FORMAT_VERSION,
         "axis": int(axis),
+        **({"stack_kind": stack_kind} if stack_kind is not None else {}),
         "objects": [{"id": i, **objects[i]} for i in sorted(objects)],
     }
 
@@ -130,6 +135,8 @@ def prompts_from_dict(doc: Any, *, source: str = "prompts", axis: int | None = N
     top = r.mapping(doc, "", _TOP, {"version", "objects"})
     if top["version"] != FORMAT_VERSION:
         raise r.fail("version", f"unsupported version {top['version']!r} (this napari-sam2 reads {FORMAT_VERSION})")
+    if top.get("stack_kind", "t") not in STACK_KINDS:
+        raise r.fail("stack_kind", f"expected 't' (a time-lapse) or 'z' (a z-stack), got {top['stack_kind']!r}")
     doc_axis = r.integer(top.get("axis", 0), "axis", -3, 2) % 3
     if axis is not None and doc_axis != axis % 3:
         raise r.fail("axis", f"the prompts were made with video axis {doc_axis}, but axis {axis} was asked for")
@@ -199,6 +206,23 @@ def read_prompts_json(path: str | PathLike[str], *, axis: int | None = None, sha
         One prompt per (frame, object), sorted by frame then object id.
     """
     p = Path(path)
+    return prompts_from_dict(_load(p), source=str(p), axis=axis, shape=shape)
+
+
+def read_stack_kind(path: str | PathLike[str]) -> str | None:
+    """The ``stack_kind`` a JSON prompt file records (``"t"``, ``"z"``), or None (also for CSV files)."""
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        return None
+    doc = _load(p)
+    kind = doc.get("stack_kind") if isinstance(doc, dict) else None
+    if kind is not None and kind not in STACK_KINDS:
+        raise InputError(f"{p}: stack_kind: expected 't' (a time-lapse) or 'z' (a z-stack), got {kind!r}")
+    return kind
+
+
+def _load(p: Path) -> Any:
+    """The decoded JSON document of ``p``; every way it can fail is one line naming the file."""
     try:
         doc = json.loads(p.read_text(encoding="utf-8-sig"), object_pairs_hook=_unique_keys)
     except FileNotFoundError:
@@ -214,7 +238,7 @@ def read_prompts_json(path: str | PathLike[str], *, axis: int | None = None, sha
     except ValueError as e:  # e.g. an integer of more digits than Python converts
         text = str(e).strip().splitlines()
         raise InputError(f"{p}: not valid JSON ({text[0][:160] if text else type(e).__name__})") from None
-    return prompts_from_dict(doc, source=str(p), axis=axis, shape=shape)
+    return doc
 
 
 class _DuplicateKey(ValueError):
@@ -233,10 +257,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-def write_prompts_json(path: str | PathLike[str], prompts: Iterable[Prompt], *, axis: int = 0) -> None:
-    """Write ``prompts`` as a JSON prompt file (atomically: a temporary file renamed into place)."""
+def write_prompts_json(
+    path: str | PathLike[str], prompts: Iterable[Prompt], *, axis: int = 0, stack_kind: str | None = None
+) -> None:
+    """Write ``prompts`` as a JSON prompt file (atomically: a temporary file renamed into place).
+
+    ``stack_kind`` (``"t"`` or ``"z"``) is recorded if given, so ``segment`` and ``batch``
+    track the stack as the kind it was prompted as.
+    """
     p = Path(path)
-    text = json.dumps(prompts_to_dict(prompts, axis=axis), indent=2) + "\n"
+    text = json.dumps(prompts_to_dict(prompts, axis=axis, stack_kind=stack_kind), indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InputError
 from ._napari_csv import read_points_csv, read_shapes_csv
 from ._prompt import Prompt, merge_prompts, napari_to_xy, xy_to_napari
-from ._prompt_json import prompts_from_dict, prompts_to_dict, read_prompts_json, write_prompts_json
+from ._prompt_json import prompts_from_dict, prompts_to_dict, read_prompts_json, read_stack_kind, write_prompts_json
 
 __all__ = [
     "Prompt",
@@ -31,6 +31,7 @@ __all__ = [
     "read_points_csv",
     "read_prompts",
     "read_prompts_json",
+    "read_stack_kind",
     "read_shapes_csv",
     "write_prompts_json",
     "xy_to_napari",

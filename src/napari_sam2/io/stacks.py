@@ -191,8 +191,10 @@ def open_stack(path: str | PathLike[str], *, axis: int = 0) -> Stack:
     units: tuple[str | None, ...] | None = None
     channel: int | None = None  # a TIFF's own channel (samples) axis
     close = None
+    tiff_names: tuple[str, ...] | None = None
     if name.endswith((".tif", ".tiff")):
         array, close, channel = _open_tiff(p)
+        tiff_names, scale, units = tiff_calibration(p, array.ndim)
     elif name.endswith(".npy"):
         array = _open_npy(p)
     elif p.is_dir() or name.endswith(".zarr"):
@@ -200,7 +202,7 @@ def open_stack(path: str | PathLike[str], *, axis: int = 0) -> Stack:
     else:
         raise InputError(f"input {str(p)!r}: unknown image type; expected .tif/.tiff, .zarr (OME-Zarr) or .npy")
     try:
-        return _make_stack(p, array, axis, names, scale, close, channel, units)
+        return _make_stack(p, array, axis, names, scale, close, channel, units, tiff_names)
     except BaseException:
         if close is not None:
             close()
@@ -216,6 +218,7 @@ def _make_stack(
     close: Callable[[], None] | None,
     channel_hint: int | None = None,
     units: tuple[str | None, ...] | None = None,
+    tiff_names: tuple[str, ...] | None = None,
 ) -> Stack:
     src = tuple(int(n) for n in array.shape)
     dtype = np.dtype(array.dtype)
@@ -257,10 +260,11 @@ def _make_stack(
     view = _FrameView(array, frame_axis, drop, channel, source=str(p), quiet_tifffile=tiff)
     label_axes, label_scale, axis_name = "zyx" if len(label_shape) == 3 else "yx", None, None
     label_units = None
-    if names is not None:
+    named = names if names is not None else tiff_names  # OME-Zarr axes, or a TIFF's own (ImageJ, OME-TIFF)
+    if named is not None:
         order = ([frame_axis] if frame_axis is not None else []) + [i for i in spatial if i != frame_axis]
-        if frame_axis is not None and names[frame_axis] in ("t", "z"):
-            axis_name = names[frame_axis]
+        if frame_axis is not None and named[frame_axis] in ("t", "z"):
+            axis_name = named[frame_axis]
         if axis_name == "t":
             label_axes = "tyx"
         if scale is not None:
@@ -293,6 +297,100 @@ def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None]:
         elif "C" in axes and array.ndim == 4:  # an ImageJ/OME hyperstack (Z, C, Y, X); tifffile calls
             channel = axes.index("C")  # any 3-D ImageJ/OME stack "CYX", so 3-D stays a stack
     return array, close, channel
+
+
+#: NGFF unit names for the length and time units TIFF metadata spells in many ways
+_LENGTH_UNITS = {
+    "m": ("meter", 1.0), "meter": ("meter", 1.0), "cm": ("centimeter", 1.0), "centimeter": ("centimeter", 1.0),
+    "mm": ("millimeter", 1.0), "millimeter": ("millimeter", 1.0), "um": ("micrometer", 1.0),
+    "µm": ("micrometer", 1.0), "\u03bcm": ("micrometer", 1.0), "micron": ("micrometer", 1.0),
+    "microns": ("micrometer", 1.0), "micrometer": ("micrometer", 1.0), "nm": ("nanometer", 1.0),
+    "nanometer": ("nanometer", 1.0), "inch": ("inch", 1.0),
+}
+_TIME_UNITS = {"s": "second", "sec": "second", "second": "second", "ms": "millisecond", "millisecond": "millisecond",
+               "min": "minute", "minute": "minute", "h": "hour", "hour": "hour"}  # fmt: skip
+
+
+def _length_unit(text: Any) -> str | None:
+    key = str(text or "").strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").lower()
+    return _LENGTH_UNITS.get(key, (None, 1.0))[0]
+
+
+def tiff_calibration(
+    path: str | PathLike[str], ndim: int
+) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None, tuple[str | None, ...] | None]:
+    """A TIFF's axis names, pixel size and units, per axis of its first series (None where it says nothing).
+
+    Axis names come from the series axes tifffile reads from ImageJ and OME metadata
+    (``T``, ``Z``; ``C`` of a 4-D hyperstack and ``S`` samples are channels; a plain stack's
+    ``Q``/``I`` and the ``C`` tifffile gives any 3-D ImageJ stack are unknown, ``?``). Pixel
+    size: OME ``PhysicalSizeX/Y/Z`` (+ units) and ``TimeIncrement``; else ImageJ's
+    ``spacing``, ``finterval`` and ``unit`` with the X/Y resolution tags; else the resolution
+    tags with a centimetre or inch unit.
+    """
+    import tifffile
+
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = str(series.axes)
+            if len(axes) != ndim:
+                return None, None, None
+            sizes, units = _ome_sizes(tif.ome_metadata) if tif.is_ome else ({}, {})
+            if not sizes:
+                sizes, units = _imagej_sizes(tif.imagej_metadata or {}, tif.pages.first, imagej=tif.is_imagej)
+    except Exception:  # noqa: BLE001 - calibration is a bonus: check_tiff already judged the file
+        return None, None, None
+    names = tuple(
+        "c" if a == "S" or (a == "C" and ndim == 4) else a.lower() if a in "TZYX" else "?" for a in axes
+    )
+    if not sizes:
+        return names, None, None
+    scale = tuple(float(sizes.get(n, 1.0)) for n in names)
+    unit_list = tuple(units.get(n) for n in names)
+    return names, scale, unit_list
+
+
+def _ome_sizes(xml: str | None) -> tuple[dict[str, float], dict[str, str | None]]:
+    import xml.etree.ElementTree as ET
+
+    if not xml:
+        return {}, {}
+    root = ET.fromstring(xml)
+    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+    if pixels is None:
+        return {}, {}
+    sizes: dict[str, float] = {}
+    units: dict[str, str | None] = {}
+    for axis in "xyz":
+        value = pixels.get(f"PhysicalSize{axis.upper()}")
+        if value is not None and float(value) > 0:
+            sizes[axis] = float(value)
+            units[axis] = _length_unit(pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm"))
+    if pixels.get("TimeIncrement") is not None and float(pixels.get("TimeIncrement")) > 0:
+        sizes["t"] = float(pixels.get("TimeIncrement"))
+        units["t"] = _TIME_UNITS.get(str(pixels.get("TimeIncrementUnit", "s")).lower())
+    return sizes, units
+
+
+def _imagej_sizes(meta: dict[str, Any], page: Any, *, imagej: bool) -> tuple[dict[str, float], dict[str, str | None]]:
+    sizes: dict[str, float] = {}
+    units: dict[str, str | None] = {}
+    res_unit = getattr(page.tags.get("ResolutionUnit"), "value", 1)
+    unit = _length_unit(meta.get("unit")) if imagej else {2: "inch", 3: "centimeter"}.get(int(res_unit))
+    for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
+        value = getattr(page.tags.get(tag), "value", None)
+        if unit is None or not value or value[0] <= 0 or value[1] <= 0 or tuple(value) == (1, 1):
+            continue
+        size = value[1] / value[0]  # the tag counts pixels per unit
+        if unit in ("inch", "centimeter"):  # as resolution tags mean them: say it in micrometres
+            size *= 25400.0 if unit == "inch" else 10000.0
+        sizes[axis], units[axis] = size, "micrometer" if unit in ("inch", "centimeter") else unit
+    if imagej and meta.get("spacing") and float(meta["spacing"]) > 0 and unit is not None:
+        sizes["z"], units["z"] = float(meta["spacing"]), unit
+    if imagej and meta.get("finterval") and float(meta["finterval"]) > 0:
+        sizes["t"], units["t"] = float(meta["finterval"]), _TIME_UNITS.get(str(meta.get("tunit", "s")).lower(), "second")
+    return sizes, units
 
 
 def read_tiff(path: str | PathLike[str]) -> np.ndarray:
