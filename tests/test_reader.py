@@ -90,10 +90,11 @@ def test_the_manifest_contributes_a_reader_for_directories() -> None:
 
 
 def test_the_installed_plugin_is_offered_for_our_store(store: Path) -> None:
-    from napari.plugins import _npe2, _initialize_plugins
-
-    _initialize_plugins()
-    assert "napari-sam2" in _npe2.get_readers(str(store))
+    # a private plugin manager: initialising napari's global one here, before a viewer test,
+    # makes a later _initialize_plugins() register our commands twice (test_io_labels.py)
+    pm = npe2.PluginManager()
+    pm.discover()
+    assert "napari-sam2" in {r.plugin_name for r in pm.iter_compatible_readers([str(store)])}
 
 
 # --------------------------------------------------------------------------- the reader, without a viewer
