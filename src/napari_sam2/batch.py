@@ -409,6 +409,86 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
     raise InputError(f"--scheduler {scheduler!r}: expected local:N or a scheduler address such as tcp://HOST:8786")
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """Raise :class:`SchedulerError` unless ``address`` answers as a dask scheduler.
+
+    ``distributed.Client`` alone waits without end for a service that accepts the
+    connection and never answers, and reads a web server's reply as the length of a frame
+    of exabytes (``MemoryError``). Here each step is bounded by ``timeout`` seconds:
+    reaching the address (retried as dask does, for a scheduler still starting), dask's
+    handshake, and asking who answers (a scheduler, not a worker or a nanny).
+    """
+    import asyncio
+    import threading
+
+    distributed = _import_distributed()
+    from distributed.comm import parse_address
+    from distributed.comm.registry import get_backend
+
+    async def ask() -> str | None:
+        scheme, loc = parse_address(address)
+        connector = get_backend(scheme).get_connector()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:  # 1. reach it
+            try:
+                comm = await asyncio.wait_for(connector.connect(loc, deserialize=True), deadline - loop.time())
+                break
+            except (OSError, asyncio.TimeoutError) as exc:
+                if loop.time() + 0.1 >= deadline:
+                    reason = _reason(exc) if isinstance(exc, OSError) else f"no connection within {timeout:g} s"
+                    return f"cannot reach the dask scheduler at {address} ({reason})"
+                await asyncio.sleep(0.1)
+        not_dask = f"{address} does not answer as a dask scheduler"
+        try:
+            try:  # 2. dask's handshake
+                await comm.write(comm.handshake_info())
+                await asyncio.wait_for(comm.read(), timeout)
+            except asyncio.TimeoutError:
+                return f"{not_dask}: it accepted the connection but sent nothing within {timeout:g} s"
+            except distributed.comm.CommClosedError:
+                return f"{not_dask}: it closed the connection"
+            except Exception:  # noqa: BLE001 - e.g. MemoryError: an HTTP reply read as a frame length
+                return f"{not_dask}: what it sent is not dask's protocol (a web server, such as a dashboard?)"
+            try:  # 3. who is it
+                await comm.write({"op": "identity", "reply": True})
+                who = await asyncio.wait_for(comm.read(), timeout)
+            except asyncio.TimeoutError:
+                return f"{not_dask}: it did not say what it is within {timeout:g} s"
+            except Exception as exc:  # noqa: BLE001
+                return f"{not_dask}: asked what it is, it answered {type(exc).__name__}"
+            kind = who.get("type") if isinstance(who, dict) else None
+            if kind != "Scheduler":
+                return f"{address} is a dask {kind or 'service'}, not a scheduler; give the scheduler's address"
+            return None
+        finally:
+            comm.abort()
+
+    outcome: list[Any] = []
+
+    def run() -> None:  # its own thread and event loop: the caller may be inside one
+        try:
+            outcome.append(asyncio.run(ask()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="napari-sam2 scheduler check", daemon=True)
+    thread.start()
+    thread.join()
+    result = outcome[0] if outcome else None
+    if isinstance(result, BaseException):
+        if isinstance(result, (KeyboardInterrupt, SAM2Error)):
+            raise result
+        raise SchedulerError(f"cannot reach the dask scheduler at {address} ({_reason(result)})")
+    if result is not None:
+        raise SchedulerError(result)
+
+
 @contextmanager
 def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> Iterator[tuple[Any, int | None]]:
     """A dask ``Client`` for ``scheduler``, and the torch threads each worker should use.
@@ -428,17 +508,20 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
             if n_workers is None:
                 n_workers = max(1, min(n_stacks, cores // 2))
             threads = max(1, cores // n_workers)
+            # dashboard_address=None still starts the scheduler's HTTP server on 8787 (or, with
+            # that port taken, warns on stderr and takes another): bind it to a free loopback
+            # port instead, and serve no dashboard there (only dask's /health and metrics)
             cluster = distributed.LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR, memory_limit=0,
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, memory_limit=0,
             )  # fmt: skip
             client = distributed.Client(cluster, timeout=timeout)
         else:
+            check_scheduler(kind, timeout)
             try:
                 client = distributed.Client(kind, timeout=timeout)
-            except (OSError, TimeoutError, ValueError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise SchedulerError(f"cannot reach the dask scheduler at {kind} ({reason[:200]})") from None
+            except Exception as exc:  # it answered the probe: still one line, whatever it does now
+                raise SchedulerError(f"cannot reach the dask scheduler at {kind} ({_reason(exc)})") from None
     except BaseException:
         if cluster is not None:
             cluster.close()

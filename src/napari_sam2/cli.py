@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local:N (a LocalCluster of N worker processes) or an existing scheduler's address, "
         "e.g. tcp://HOST:8786 (default: local, one worker per two cores)",
     )  # fmt: skip
-    bat.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+    bat.add_argument("--connect-timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
                      help="give up reaching a scheduler after this long (default: 10)")  # fmt: skip
     bat.add_argument("--report", type=Path, metavar="JSON", help="also write every stack's outcome to this JSON file")
 
@@ -150,6 +150,18 @@ def _add_finetune(commands: Any) -> None:
                     help="dtype of the written weights (default: float32; float16 halves the file)")  # fmt: skip
     ft.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ft.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+
+
+def _positive_seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
