@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import http.server
-import json
 import os
 import pickle
 import re
@@ -27,7 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.engine.session import VideoSession
-from napari_sam2.errors import CheckpointError, InputError, SAM2Error
+from napari_sam2.errors import CheckpointError, InputError
 
 from .cli_helpers import CHECKPOINT, CONFIG, MODEL_ARGS, assert_one_line_error, make_stack, run_cli
 from .parity import FIXTURES, SMALL_CONFIG
