@@ -103,3 +103,25 @@ def test_an_imagej_stack_without_axes_is_a_plain_stack(tmp_path: Path) -> None:
     with open_stack(path) as stack:
         assert stack.label_shape == (6, 120, 160) and stack.axis_name is None and stack.label_scale is None
         np.testing.assert_array_equal(stack.frames[3], make_stack()[3])
+
+
+def test_segment_and_batch_leave_a_core_free_and_say_so(tmp_path: Path) -> None:
+    """Default torch threads: all cores but one (torch's own default, every core, ran 6x slower on a busy machine)."""
+    pytest.importorskip("napari")
+    from napari_sam2.batch import cpu_cores, default_threads
+
+    cores = cpu_cores()
+    assert default_threads() == max(1, cores - 1) and default_threads(workers=cores * 2) == 1
+    help_text = " ".join(run_cli("segment", "--help").stdout.split())
+    assert f"all cores but one for segment (here: {max(1, cores - 1)})" in help_text
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, make_stack())
+    out = tmp_path / "out.zarr"
+    proc = run_cli("segment", str(path), "--prompts", str(save_points_csv(tmp_path / "p.csv")), *MODEL_ARGS,
+                   "-o", str(out), env_extra={"OMP_NUM_THREADS": str(cores)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert read_labels(out).metadata["torch_threads"] == max(1, cores - 1)
+    proc = run_cli("segment", str(path), "--prompts", str(tmp_path / "p.csv"), *MODEL_ARGS, "--torch-threads", "2",
+                   "-o", str(tmp_path / "two.zarr"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert read_labels(tmp_path / "two.zarr").metadata["torch_threads"] == 2

@@ -184,6 +184,24 @@ def model_loads() -> int:
     return _LOADS
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a cluster job's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int = 1) -> int:
+    """Torch threads per process when the user names none: all cores but one, shared by ``workers``.
+
+    The core left free is what keeps torch fast on a busy machine: with every core in its
+    thread team, OpenMP's spin-waiting threads fight whatever else runs (napari's UI, another
+    job) and a 2-core machine ran ``segment`` 6x slower than with one thread.
+    """
+    return max(1, (cpu_cores() - 1) // max(1, workers))
+
+
 def configure_torch(threads: int | None) -> None:
     """CPU settings for headless runs: flush denormal floats, and ``threads`` torch threads."""
     import torch
@@ -281,6 +299,9 @@ def segment_steps(
             stack_kind=kind,
         )  # fmt: skip
         metadata["presence_bias"] = session.presence_bias
+        import torch
+
+        metadata["torch_threads"] = torch.get_num_threads()  # boundary pixels can differ between counts
         # an error, Ctrl-C or close() inside aborts the writer: no partial store stays
         with session, LabelWriter(
             output, stack.label_shape, dtype=label_dtype(max(obj_ids)), axes=label_axes,
@@ -494,8 +515,8 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
     """A dask ``Client`` for ``scheduler``, and the torch threads each worker should use.
 
     ``local:N`` starts a ``LocalCluster`` of N single-threaded worker processes, each given
-    ``cores // N`` torch threads (``local`` alone: one worker per two cores, at most one per
-    stack). An address connects to an existing scheduler within ``timeout`` seconds; its
+    ``(cores - 1) // N`` torch threads, at least 1 (:func:`default_threads`; ``local`` alone:
+    one worker per two cores, at most one per stack). An address connects to an existing scheduler within ``timeout`` seconds; its
     workers keep their own thread settings (dask sets ``OMP_NUM_THREADS=1`` in them).
     """
     distributed = _import_distributed()
@@ -504,10 +525,10 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
     threads: int | None = None
     try:
         if kind == "local":
-            cores = os.cpu_count() or 1
+            cores = cpu_cores()
             if n_workers is None:
                 n_workers = max(1, min(n_stacks, cores // 2))
-            threads = max(1, cores // n_workers)
+            threads = default_threads(n_workers)  # all cores but one, shared by the workers
             # dashboard_address=None still starts the scheduler's HTTP server on 8787 (or, with
             # that port taken, warns on stderr and takes another): bind it to a free loopback
             # port instead, and serve no dashboard there (only dask's /health and metrics)

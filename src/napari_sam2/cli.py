@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="float32 (the official numbers) or bfloat16 (faster on some CPUs/GPUs)")  # fmt: skip
     common.add_argument(
         "--torch-threads", type=_positive_int, metavar="N",
-        help="torch threads (per worker in batch). Default: torch's own for segment; cores / N for "
-        "batch on local:N; the workers' own for a scheduler address. Results can differ in a few "
-        "boundary pixels between thread counts; the same count gives the same labels.",
+        help=f"torch threads (per worker in batch). Default: all cores but one for segment (here: "
+        f"{_threads_here()}); (cores - 1) / N per worker for batch on local:N; the workers' own for a "
+        "scheduler address. A core left free keeps torch fast on a busy machine. Results can differ in a "
+        "few boundary pixels between thread counts; the same count gives the same labels.",
     )  # fmt: skip
     common.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
@@ -144,7 +145,7 @@ def _add_finetune(commands: Any) -> None:
     ft.add_argument("--seed", type=int, default=0, help="seed of the data order and prompts (default: 0)")
     ft.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes; run again to resume")
     ft.add_argument("--threads", "--torch-threads", dest="threads", type=_positive_int, metavar="N",
-                    help="torch CPU threads (default: torch's own)")  # fmt: skip
+                    help=f"torch CPU threads (default: all cores but one, here {_threads_here()})")  # fmt: skip
     ft.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
     ft.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                     help="dtype of the written weights (default: float32; float16 halves the file)")  # fmt: skip
@@ -162,6 +163,12 @@ def _positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _threads_here() -> int:
+    from .batch import default_threads
+
+    return default_threads()
 
 
 def _positive_int(text: str) -> int:
@@ -378,12 +385,16 @@ def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
 def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .batch import segment_steps
+    from dataclasses import replace
+
+    from .batch import default_threads, segment_steps
 
     job = _job_template(
         args, input=str(args.input), prompts=str(args.prompts), output=str(args.output),
         boxes=None if args.boxes is None else str(args.boxes),
     )  # fmt: skip
+    if job.torch_threads is None:
+        job = replace(job, torch_threads=default_threads())
     steps = segment_steps(job, configure=True)
     bar = None
     try:
@@ -542,8 +553,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     from .train.files import FINETUNE_SETTINGS, finetune_files
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or _threads_here())
     settings = replace(FINETUNE_SETTINGS, steps=args.steps, lr=args.lr, seed=args.seed)
     result = finetune_files(
         args.images, args.labels, args.source, args.output, settings, freeze_encoder=args.freeze_encoder,

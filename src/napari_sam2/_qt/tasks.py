@@ -88,10 +88,11 @@ def set_torch_threads(threads: int | None) -> None:
 
 
 def default_threads() -> int:
-    """All cores but one: the one left keeps napari's UI thread from stalling torch's thread team."""
-    import os
+    """All cores but one (:func:`napari_sam2.batch.default_threads`): the one left keeps napari's
+    UI thread from stalling torch's thread team."""
+    from ..batch import default_threads as threads
 
-    return max(1, (os.cpu_count() or 1) - 1)
+    return threads()
 
 
 def _guarded(
