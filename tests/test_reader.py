@@ -100,15 +100,17 @@ def test_the_installed_plugin_is_offered_for_our_store(store: Path) -> None:
 # --------------------------------------------------------------------------- the reader, without a viewer
 
 
-def test_reader_returns_none_for_what_is_not_ours(foreign_zarr: Path, tmp_path: Path) -> None:
-    from napari_sam2._reader import napari_get_reader
+def test_reader_reads_only_our_stores_itself(foreign_zarr: Path, tmp_path: Path) -> None:
+    """Files and missing paths are not ours; folders we did not write go to napari's other readers."""
+    from napari_sam2._reader import napari_get_reader, read_label_store, read_with_another_reader
 
-    assert napari_get_reader(str(foreign_zarr)) is None
-    assert napari_get_reader(str(tmp_path)) is None  # an ordinary folder
     assert napari_get_reader(str(tmp_path / "missing.zarr")) is None
     (tmp_path / "file.zarr").write_text("not a store")
     assert napari_get_reader(str(tmp_path / "file.zarr")) is None
-    assert napari_get_reader([str(foreign_zarr)]) is None
+    assert napari_get_reader(str(foreign_zarr)) is read_with_another_reader
+    assert napari_get_reader([str(foreign_zarr)]) is read_with_another_reader
+    assert napari_get_reader(str(tmp_path)) is read_with_another_reader  # an ordinary folder
+    assert napari_get_reader(str(foreign_zarr)) is not read_label_store
 
 
 def test_reader_gives_lazy_labels_with_the_store_metadata(store: Path) -> None:
@@ -228,17 +230,11 @@ def test_open_then_save_with_our_writer_round_trips(make_napari_viewer, store: P
     np.testing.assert_array_equal(np.asarray(reopened.data), np.asarray(labels.data))
 
 
-def test_for_someone_elses_folder_the_preselected_reader_is_ours_and_refuses(
+def test_for_someone_elses_folder_the_preselected_reader_opens_it_as_napari_would(
     make_napari_viewer, tmp_path: Path, monkeypatch
 ) -> None:
-    """The known cost of winning the dialog for our stores (see docs/plugin.md), pinned here.
-
-    napari lists every reader that accepts directories for any folder and preselects the first
-    display name, 'SAM 2'; ours refuses a folder it did not write and napari does not fall back
-    to another reader: accepting the preselection fails with npe2's "refused the file", and the
-    user picks napari builtins or napari-ome-zarr instead. (As an xfail this test trips napari's
-    leaked-viewer check at teardown, because the kept traceback holds the viewer.)
-    """
+    """napari preselects 'SAM 2' (the first name) for any folder; a folder we did not write is
+    then read by napari's builtins, as before our reader existed, instead of failing."""
     import tifffile
 
     from napari._qt.dialogs import qt_reader_dialog
@@ -255,8 +251,9 @@ def test_for_someone_elses_folder_the_preselected_reader_is_ours_and_refuses(
 
     monkeypatch.setattr(qt_reader_dialog.QtReaderDialog, "exec_", accept)
     viewer = make_napari_viewer()
-    with pytest.raises(ValueError, match="'napari-sam2' was selected .* but refused the file"):
-        viewer.window._qt_viewer._qt_open([str(folder)], stack=False)
-    assert shown == ["SAM 2"] and len(viewer.layers) == 0
-    viewer.window._qt_viewer._qt_open([str(folder)], stack=False, plugin="napari")  # the other choice works
-    assert len(viewer.layers) == 1
+    viewer.window._qt_viewer._qt_open([str(folder)], stack=False)
+    assert shown == ["SAM 2"] and len(viewer.layers) == 1
+    ours = np.asarray(viewer.layers[0].data)
+    viewer.window._qt_viewer._qt_open([str(folder)], stack=False, plugin="napari")  # napari's own choice
+    assert len(viewer.layers) == 2 and np.array_equal(np.asarray(viewer.layers[1].data), ours)
+    assert ours.shape == (2, 8, 8) and ours[1].max() == 1

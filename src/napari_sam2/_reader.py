@@ -1,8 +1,10 @@
 """napari reader for the label stores napari-sam2 writes (``napari result.zarr``, File > Open).
 
-Only our own stores are taken (:func:`napari_sam2.io.labels.is_label_store`, which checks our
-metadata, not the name); for anything else the reader returns None and napari's other readers
-(napari-ome-zarr, napari's builtins) read it.
+Our own stores (:func:`napari_sam2.io.labels.is_label_store`, which checks our metadata, not
+the name) are read here. napari offers every reader that accepts folders for any folder and
+preselects the first by name, which is ours: another folder is handed to the reader napari
+would have used (napari-ome-zarr for a zarr store, else napari's builtins), so accepting the
+preselection never fails where it worked before. Files other than ``*.zarr`` are not ours.
 
 A store opens as one Labels layer, read lazily (dask), named after the store (``result.zarr``
 -> ``result``), with the NGFF scale, translation, axis names and units, and the label image's
@@ -31,9 +33,39 @@ def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], list
         if len(path) != 1:
             return None  # a stack of stores is not something we make
         path = path[0]
-    if not isinstance(path, str | os.PathLike) or not is_label_store(path):
+    if not isinstance(path, str | os.PathLike):
         return None
-    return read_label_store
+    if is_label_store(path):
+        return read_label_store
+    if os.path.isdir(path):
+        # napari offers every directory reader for any folder and preselects the first name,
+        # "SAM 2": a folder we did not write goes to the reader napari would otherwise have used
+        return read_with_another_reader
+    return None
+
+
+#: who reads a folder that is not ours, in this order (an OME-Zarr store: napari-ome-zarr first)
+_OTHERS_FOR_ZARR = ("napari-ome-zarr", "napari")
+_OTHERS = ("napari",)
+
+
+def read_with_another_reader(path: str | list[str]) -> list[LayerData]:
+    """Read a folder that is not one of our stores with napari's builtins (or napari-ome-zarr for zarr)."""
+    import npe2
+
+    if isinstance(path, list | tuple):
+        path = path[0]
+    is_zarr = os.path.isfile(os.path.join(path, "zarr.json")) or os.path.isfile(os.path.join(path, ".zgroup"))
+    installed = {m.name for m in npe2.PluginManager.instance().iter_manifests()}
+    errors = []
+    for plugin in (_OTHERS_FOR_ZARR if is_zarr else _OTHERS):
+        if plugin not in installed:
+            continue
+        try:
+            return npe2.read([path], stack=False, plugin_name=plugin)
+        except ValueError as e:  # that reader refused it too
+            errors.append(f"{plugin}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    raise ValueError(f"{path} is not a napari-sam2 label store, and no other reader could open it ({'; '.join(errors)})")
 
 
 def read_label_store(path: str | list[str]) -> list[LayerData]:
