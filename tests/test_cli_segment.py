@@ -267,3 +267,23 @@ def test_stack_kind_tracks_with_the_models_presence_calibration(files, stack, tm
     assert not t[[0, 1, 3, 4, 5]].any()  # every tracked frame ruled absent
     assert z[[0, 1, 3, 4, 5]].any()  # (so the bias, not the model, emptied them)
     np.testing.assert_array_equal(z, none)
+
+
+def test_sigterm_exits_143_and_removes_the_partial_output(tmp_path: Path) -> None:
+    """kill, a cluster's time limit or timeout(1) send SIGTERM: cleaned up as for Ctrl-C."""
+    np.save(tmp_path / "long.npy", make_stack(n_frames=150))
+    prompts = tmp_path / "p.json"
+    write_prompts_json(prompts, [Prompt(frame=0, obj_id=1, points_xy=np.array([[62.0, 60.0]]), labels=np.array([1]), box=None)])
+    out = tmp_path / "long.zarr"
+    command = [sys.executable, "-m", "napari_sam2", "segment", str(tmp_path / "long.npy"), "--prompts", str(prompts),
+               *MODEL_ARGS, "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # not a timing assertion: a bound on waiting for the store to appear
+    while not glob.glob(f"{out}.partial-*") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()  # still writing its 150 frames
+    proc.send_signal(signal.SIGTERM)  # the partial store exists: the writer is open, wherever it is
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (stdout, stderr)
+    assert stderr.strip() == "napari-sam2: terminated; no partial output was kept"
+    assert not out.exists() and leftovers(tmp_path) == []

@@ -11,7 +11,8 @@
 Errors are one line, ``napari-sam2: error: ...``, naming the file or address (``--debug``
 adds the traceback). Exit codes: 0 done; ``segment-image``: 1 error, 2 bad arguments or no
 weights; ``segment``, ``batch``, ``models``: 2 error or bad arguments, 1 some batch stacks
-failed; 130 interrupted (Ctrl-C), with no partial output left behind. See ``docs/cli.md``.
+failed; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with no partial output left behind.
+See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PROG = "napari-sam2"
 EXIT_FAILED_STACKS = 1
 EXIT_ERROR = 2  # also argparse's code for bad arguments
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a terminated command
 # segment-image keeps the codes it shipped with (README): 1 an error, 2 bad arguments / no weights
 EXIT_IMAGE_ERROR = 1
 # weights.DEFAULT_MODEL, spelled out so that --help and bad files need no torch import (a test checks it)
@@ -602,8 +604,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _notes_to_stderr()
     debug = getattr(args, "debug", False)
     error_code = EXIT_IMAGE_ERROR if args.command == "segment-image" else EXIT_ERROR
+    restore = _terminate_like_ctrl_c()
     try:
         return _COMMANDS[args.command](args)
+    except Terminated:
+        print(f"{PROG}: terminated; no partial output was kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         newline = "\n" if sys.stderr.isatty() else ""  # end the ^C / progress-bar line
         print(f"{newline}{PROG}: interrupted; no partial output was kept", file=sys.stderr)
@@ -624,3 +630,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc).strip().splitlines()
         _error(f"unexpected {type(exc).__name__}: {text[0] if text else ''} (run with --debug for the traceback)")
         return error_code
+    finally:
+        restore()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a cluster's time limit, ``timeout``), raised where the command is.
+
+    A KeyboardInterrupt, so that every cleanup a Ctrl-C runs (the partial store removed, a
+    local cluster's partials, the model's files closed) runs for it too.
+    """
+
+
+def _terminate_like_ctrl_c() -> Any:
+    """Make SIGTERM raise :class:`Terminated` in the main thread; returns what undoes it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)

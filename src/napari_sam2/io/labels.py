@@ -295,7 +295,7 @@ class LabelWriter:
             self._labels = group.create_array(
                 "0", shape=self.shape, dtype=self.dtype, chunks=chunks, fill_value=0, dimension_names=tuple(self.axes)
             )
-        except Exception:
+        except BaseException:  # also Ctrl-C or SIGTERM while the store is being created
             self.abort()
             raise
 
