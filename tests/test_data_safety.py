@@ -23,7 +23,13 @@ from napari_sam2.errors import InputError, OutputExistsError
 from napari_sam2.io import read_labels, write_labels
 from napari_sam2.io.labels import LabelWriter, is_label_store, recover
 
-from .cli_helpers import MODEL_ARGS, assert_one_line_error, leftovers, make_stack, run_cli, save_points_csv
+from .cli_helpers import MODEL_ARGS, assert_one_line_error, leftovers, make_stack, save_points_csv
+from .cli_helpers import run_cli as _run_cli
+
+
+def run_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
+    """The real ``napari-sam2`` console script, as a user types it."""
+    return _run_cli(*args, entry_point=True, **kwargs)
 
 
 def digest(path: Path) -> str:

@@ -19,6 +19,7 @@ from napari_sam2.io import (
     read_prompts,
     read_prompts_json,
     read_shapes_csv,
+    read_stack_kind,
     write_prompts_json,
     xy_to_napari,
 )
@@ -299,7 +300,8 @@ def test_the_json_example_in_the_docs_reads(tmp_path: Path) -> None:
     assert [(p.frame, p.obj_id) for p in prompts] == [(0, 1), (3, 2), (9, 1)]
     np.testing.assert_array_equal(prompts[0].labels, [1, 0])
     np.testing.assert_array_equal(prompts[0].box, [5, 30, 20, 52])
-    assert prompts_to_dict(prompts) == json.loads(example) | {
+    assert read_stack_kind(path) == "t"
+    assert prompts_to_dict(prompts, stack_kind="t") == json.loads(example) | {
         "objects": [
             {
                 **json.loads(example)["objects"][0],

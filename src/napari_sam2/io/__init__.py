@@ -17,6 +17,7 @@ from .prompts import (
     read_prompts,
     read_prompts_json,
     read_shapes_csv,
+    read_stack_kind,
     write_prompts_json,
     xy_to_napari,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "read_prompts",
     "read_prompts_json",
     "read_shapes_csv",
+    "read_stack_kind",
     "write_labels",
     "write_prompts_json",
     "xy_to_napari",
