@@ -174,6 +174,9 @@ def test_segment_image_asks_before_replacing_and_never_replaces_its_input(tmp_pa
     proc = run_cli("segment-image", str(image), *point, "-o", str(mask))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().endswith(", model small_sam2.1"), proc.stdout
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mask.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as a file written directly
     first = tifffile.imread(mask)
     assert first.shape == (120, 160) and set(np.unique(first)) <= {0, 255}
     proc = run_cli("segment-image", str(image), *point, "-o", str(mask))

@@ -336,15 +336,13 @@ def _check_mask_output(args: argparse.Namespace) -> None:
 
 def _write_mask(path: Path, mask: Any, description: str, *, overwrite: bool) -> None:
     """Write the mask TIFF to a temporary file beside ``path``, then rename it into place."""
-    import tempfile
-
     import tifffile
 
     from .errors import OutputExistsError
+    from .io._files import temporary_beside
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.tif", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_beside(path, ".partial.tif")
     try:
         tifffile.imwrite(tmp, mask, software=MASK_SOFTWARE, description=description, metadata=None)
         if overwrite and _is_our_mask(path):
@@ -506,19 +504,13 @@ def _check_report(path: Path, inputs: list[Any]) -> None:
 
 def _write_report(path: Path, outcomes: list[Any]) -> None:
     """Write the report atomically (a temporary file renamed into place)."""
-    import tempfile
     from dataclasses import asdict
+
+    from .io._files import write_text_atomically
 
     rows = [{k: v for k, v in asdict(o).items() if k != "traceback"} for o in outcomes]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"stacks": rows}, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps({"stacks": rows}, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- models

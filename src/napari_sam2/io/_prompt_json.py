@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ._files import write_text_atomically
 from ._prompt import Prompt, clip_box, frame_and_plane, frame_outside, merge_prompts, outside
 
 FORMAT_VERSION = 1
@@ -267,11 +266,4 @@ def write_prompts_json(
     """
     p = Path(path)
     text = json.dumps(prompts_to_dict(prompts, axis=axis, stack_kind=stack_kind), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(p, text)
