@@ -217,34 +217,106 @@ def is_single_click(prompt: Prompt | None) -> bool:
 
 
 # --------------------------------------------------------------------------- prompts -> layers
-def add_prompts(points: Any, shapes: Any, prompts: list[Prompt], spec: StackSpec, current_object: int) -> int:
-    """Append prompts (e.g. read from a JSON file) to the layers as points and rectangles.
+#: two clicks (or box corners) closer than this, in pixels, are the same (prompt files store float32)
+SAME_PLACE = 1e-3
 
-    Data events are blocked while adding; call the segmenter's ``sync`` afterwards. Returns
-    the number of points and rectangles added.
-    """
-    coords, objs, positive, rects, rect_objs = [], [], [], [], []
+
+def _drawn(prompts: list[Prompt], spec: StackSpec) -> tuple[list[tuple[np.ndarray, int, bool]], list[tuple[np.ndarray, int]]]:
+    """What prompts look like in the layers: (coords, object, positive) per click and
+    (4 corners, object) per box, in the layers' data coordinates."""
+    clicks, rects = [], []
     for p in prompts:
         if p.points_xy is not None:
             for rc, lab in zip(xy_to_napari(p.points_xy), p.labels, strict=True):
-                coords.append(spec.full_coords(p.frame, rc))
-                objs.append(p.obj_id)
-                positive.append(bool(lab))
+                clicks.append((spec.full_coords(p.frame, rc), p.obj_id, bool(lab)))
         if p.box is not None:
             x0, y0, x1, y1 = (float(v) for v in p.box)
             corners = xy_to_napari([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-            rects.append(np.array([spec.full_coords(p.frame, rc) for rc in corners]))
-            rect_objs.append(p.obj_id)
-    with points.events.data.blocker(), shapes.events.data.blocker():
-        if coords:
-            features = pd.concat([points.features, pd.DataFrame({OBJECT: objs, POSITIVE: positive})], ignore_index=True)
-            points.data = np.concatenate([np.asarray(points.data).reshape(-1, spec.ndim), coords])
+            rects.append((np.array([spec.full_coords(p.frame, rc) for rc in corners]), p.obj_id))
+    return clicks, rects
+
+
+def _in_layers(points: Any, shapes: Any) -> tuple[list[tuple[np.ndarray, int, bool]], list[tuple[np.ndarray, int]]]:
+    clicks, rects = [], []
+    if len(points.data):
+        objs, positive = _column(points, OBJECT, 1, int), _column(points, POSITIVE, True, bool)
+        clicks = [(np.asarray(c, dtype=float), int(o), bool(p)) for c, o, p in zip(points.data, objs, positive, strict=True)]
+    if len(shapes.data):
+        objs = _column(shapes, OBJECT, 1, int)
+        rects = [
+            (np.asarray(v, dtype=float), int(o))
+            for v, kind, o in zip(shapes.data, shapes.shape_type, objs, strict=True)
+            if kind == "rectangle"
+        ]
+    return clicks, rects
+
+
+def _same_click(a: tuple[np.ndarray, int, bool], b: tuple[np.ndarray, int, bool]) -> bool:
+    return a[1:] == b[1:] and a[0].shape == b[0].shape and bool(np.all(np.abs(a[0] - b[0]) < SAME_PLACE))
+
+
+def _same_rect(a: tuple[np.ndarray, int], b: tuple[np.ndarray, int]) -> bool:
+    if a[1] != b[1] or a[0].shape != b[0].shape:
+        return False
+    lo, hi = (a[0].min(axis=0), a[0].max(axis=0)), (b[0].min(axis=0), b[0].max(axis=0))
+    return bool(np.all(np.abs(lo[0] - hi[0]) < SAME_PLACE) and np.all(np.abs(lo[1] - hi[1]) < SAME_PLACE))
+
+
+def prompts_not_in(points: Any, shapes: Any, prompts: list[Prompt], spec: StackSpec) -> tuple[int, int]:
+    """How many clicks and boxes of the layers are not among ``prompts`` (what replacing drops)."""
+    want_clicks, want_rects = _drawn(prompts, spec)
+    have_clicks, have_rects = _in_layers(points, shapes)
+    clicks = sum(not any(_same_click(h, w) for w in want_clicks) for h in have_clicks)
+    rects = sum(not any(_same_rect(h, w) for w in want_rects) for h in have_rects)
+    return clicks, rects
+
+
+def _blocked(points: Any, shapes: Any) -> Any:
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    for layer in (points, shapes):
+        stack.enter_context(layer.events.data.blocker())
+        stack.enter_context(layer.events.features.blocker())
+    return stack
+
+
+def clear_prompts(points: Any, shapes: Any) -> None:
+    """Remove every click and shape from the prompt layers (events blocked; sync afterwards)."""
+    with _blocked(points, shapes):
+        if len(points.data):
+            points.data = np.zeros((0, points.ndim))
+            points.features = _empty_features(True)
+        if len(shapes.data):
+            shapes.selected_data = set(range(len(shapes.data)))
+            shapes.remove_selected()
+
+
+def add_prompts(
+    points: Any, shapes: Any, prompts: list[Prompt], spec: StackSpec, current_object: int, *, skip_existing: bool = False
+) -> int:
+    """Append prompts (e.g. read from a JSON file) to the layers as points and rectangles.
+
+    ``skip_existing``: a click or box that is already in the layers (same slice, place,
+    object and sign) is not added again. Data events are blocked while adding; call the
+    segmenter's ``sync`` afterwards. Returns the number of points and rectangles added.
+    """
+    clicks, rects = _drawn(prompts, spec)
+    if skip_existing:
+        have_clicks, have_rects = _in_layers(points, shapes)
+        clicks = [c for c in clicks if not any(_same_click(c, h) for h in have_clicks)]
+        rects = [r for r in rects if not any(_same_rect(r, h) for h in have_rects)]
+    with _blocked(points, shapes):
+        if clicks:
+            new = pd.DataFrame({OBJECT: [o for _, o, _ in clicks], POSITIVE: [p for *_, p in clicks]})
+            features = pd.concat([points.features, new], ignore_index=True) if len(points.data) else new
+            points.data = np.concatenate([np.asarray(points.data).reshape(-1, spec.ndim), [c for c, _, _ in clicks]])
             points.features = features
-        for rect, obj in zip(rects, rect_objs, strict=True):
+        for rect, obj in rects:
             shapes.feature_defaults = {OBJECT: obj}
             shapes.add_rectangles(rect)
         shapes.feature_defaults = {OBJECT: current_object}
-    return len(coords) + len(rects)
+    return len(clicks) + len(rects)
 
 
 # --------------------------------------------------------------------------- style

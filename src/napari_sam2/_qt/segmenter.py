@@ -20,6 +20,7 @@ ends. The session is touched from the main thread only, or from the one running 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -509,14 +510,48 @@ class Segmenter:
             ],
         }
 
-    def load_prompts(self, path: str) -> int:
-        """Add the prompts of a JSON prompt file to the prompt layers; returns how many."""
+    def _read_prompts(self, path: str) -> list[Prompt]:
         from ..io import read_prompts_json
 
         if not self.active:
             raise InputError("start a session first, then load prompts into it")
         spec = self.spec
-        prompts = read_prompts_json(path, axis=spec.video_axis if spec.video_axis is not None else None, shape=spec.shape)
-        added = pl.add_prompts(self.points, self.shapes, prompts, spec, self.current_object)
+        return read_prompts_json(path, axis=spec.video_axis if spec.video_axis is not None else None, shape=spec.shape)
+
+    def prompts_not_in(self, path: str) -> tuple[int, int]:
+        """Clicks and boxes in the prompt layers that the file at ``path`` does not have."""
+        return pl.prompts_not_in(self.points, self.shapes, self._read_prompts(path), self.spec)
+
+    def load_prompts(self, path: str, mode: str = "replace") -> int:
+        """Load a JSON prompt file into the prompt layers; returns how many clicks and boxes it added.
+
+        ``mode="replace"`` (the default): the layers then hold exactly the file's prompts, so the
+        session replays the file (after a Restart, the layers already hold them: nothing is
+        duplicated). ``mode="add"``: the file's prompts are added to the layers' own, except those
+        already there. Every object whose prompts change is rebuilt from its prompts alone, as
+        before propagating (propagate again to track it).
+        """
+        if mode not in ("replace", "add"):
+            raise ValueError(f"mode must be 'replace' or 'add', got {mode!r}")
+        prompts = self._read_prompts(path)
+        dropped = pl.prompts_not_in(self.points, self.shapes, prompts, self.spec) if mode == "replace" else (0, 0)
+        if mode == "replace":
+            pl.clear_prompts(self.points, self.shapes)
+        added = pl.add_prompts(
+            self.points, self.shapes, prompts, self.spec, self.current_object, skip_existing=mode == "add"
+        )
+        found = pl.collect_prompts(self.points, self.shapes, self.spec)
+        keys = set(found.prompts) | set(self._applied)
+        changed = {o for f, o in keys if pl.prompt_signature(found.prompts.get((f, o))) != self._applied.get((f, o))}
+        self.propagated -= changed  # a loaded object is a function of its prompts (replayable)
+        self.set_object(self.current_object)  # the layers' defaults for the next click
         self.sync()
+        name = Path(path).name
+        if mode == "replace":
+            what = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in zip(dropped, ("click", "box")) if n]
+            what = [w.replace("boxs", "boxes") for w in what]
+            gone = f"; replaced {' and '.join(what)} that were not in it" if what else ""
+            notify("info", f"loaded {added} prompt(s) from {name}{gone}")
+        else:
+            notify("info", f"added {added} prompt(s) from {name}; the others were in the layers already")
         return added

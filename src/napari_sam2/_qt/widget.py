@@ -20,6 +20,8 @@ from .stack import AXIS_KINDS
 from .tasks import TaskRunner, notify, report_error, set_torch_threads
 
 _KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
+#: the load dialog's answers
+REPLACE, ADD, CANCEL = "replace", "add", "cancel"
 
 
 def _row(*widgets: Any) -> Container:
@@ -173,12 +175,30 @@ class SAM2Widget(Container):
         notify("info", f"saved {', '.join(written)}")
         return written
 
-    def load_prompts(self, path: str | Path) -> int:
+    def load_prompts(self, path: str | Path, mode: str = REPLACE) -> int:
+        """Load a prompt JSON: ``replace`` the prompt layers' clicks and boxes (default) or
+        ``add`` to them (never twice the same); see ``Segmenter.load_prompts``."""
         try:
-            return self.segmenter.load_prompts(str(path))
+            return self.segmenter.load_prompts(str(path), mode)
         except SAM2Error as exc:
             report_error("Loading prompts", exc)
             return 0
+
+    def _ask_replace(self, question: str) -> str:
+        """Replace / Add / Cancel, for prompts the layers hold that a file does not have."""
+        from qtpy.QtWidgets import QMessageBox
+
+        box = QMessageBox(self.native)
+        box.setWindowTitle("Load SAM 2 prompts")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setText(question)
+        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+        add = box.addButton("Add to them", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(add)
+        box.exec()
+        clicked = box.clickedButton()
+        return REPLACE if clicked is replace else ADD if clicked is add else CANCEL
 
     def _save_dialog(self) -> None:
         from qtpy.QtWidgets import QFileDialog
@@ -191,8 +211,26 @@ class SAM2Widget(Container):
         from qtpy.QtWidgets import QFileDialog
 
         path, _ = QFileDialog.getOpenFileName(self.native, "Load SAM 2 prompts", "", "Prompts (*.json)")
-        if path:
-            self.load_prompts(path)
+        if not path:
+            return
+        try:
+            clicks, boxes = self.segmenter.prompts_not_in(path)
+        except SAM2Error as exc:
+            report_error("Loading prompts", exc)
+            return
+        mode = REPLACE
+        if clicks or boxes:  # replacing would drop prompts the user made: ask
+            what = " and ".join(
+                f"{n} {unit}" for n, unit in ((clicks, "click" if clicks == 1 else "clicks"), (boxes, "box" if boxes == 1 else "boxes")) if n
+            )
+            mode = self._ask_replace(
+                f"The prompt layers hold {what} not in {Path(path).name}.\n\n"
+                "Replace: the layers then hold exactly the file's prompts (those are removed).\n"
+                "Add to them: the file's prompts are added; the ones already there are not added twice."
+            )
+            if mode == CANCEL:
+                return
+        self.load_prompts(path, mode)
 
     # ------------------------------------------------------------------ state -> controls
     def _refresh(self) -> None:
