@@ -33,7 +33,7 @@ from .commit import CommitRecord, apply_commit, check_label_dtype, plan_commit, 
 from .model_picker import ModelChoice, load_job
 from .propagation import DIRECTIONS, propagation_job, propagation_runs
 from .stack import StackSpec
-from .tasks import Progress, TaskRunner, notify
+from .tasks import JobText, Progress, TaskRunner, notify
 from .viewer_layers import PREVIEW_NAME, RESULT_NAME, ensure_labels_layer, show_video_axis, video_dim
 
 
@@ -138,9 +138,11 @@ class Segmenter:
                 self.close(release=self.session is not session)
             self._install(image_layer, spec, session)
 
+        short = Path(choice.label).name
         self._run(
             f"SAM 2: loading {choice.label}", job(), on_done=done, on_finally=self._after_job,
             error_prefix=f"Could not start SAM 2 with {choice.label}",
+            text=JobText(doing=f"loading {short}", did=f"loaded {short}"),
         )  # fmt: skip
 
     def _install(self, image_layer: Any, spec: StackSpec, session: Any) -> None:
@@ -187,13 +189,19 @@ class Segmenter:
         """Stop the running job and detach from the layers (they stay in the viewer).
 
         ``release=False`` keeps the session's spill files (for a restart that re-uses it).
+        A job still running in its worker is cancelled; the session is released once it ends.
         """
-        if self.runner.running is not None:
-            self.runner.running.cancel()
-        self._disconnect()
-        if self.session is not None and release:
-            self.session.close()
+        session, running = self.session, self.runner.running
+        if self.session is not None:
+            self._disconnect()
         self.session = None
+        if session is not None and release:
+            if running is not None and not running.finished:
+                running.cleanups.append(session.close)
+            else:
+                session.close()
+        if running is not None:
+            running.cancel()
 
     # ------------------------------------------------------------------ events
     def _on_prompt_data(self, event: Any) -> None:
@@ -214,6 +222,8 @@ class Segmenter:
         layer.current_symbol = pl.NEGATIVE_SYMBOL if negative else pl.POSITIVE_SYMBOL
 
     def _on_step(self, _event: Any = None) -> None:
+        if self.image_layer not in self.viewer.layers:  # e.g. the viewer is closing
+            return
         self.prefetch()
         self._changed()
 
@@ -352,11 +362,12 @@ class Segmenter:
         self._run(
             f"SAM 2: encoding {what}", job(), on_done=lambda _r: then() if then else None,
             on_finally=self._after_job, error_prefix=f"Encoding {what}",
+            text=JobText(doing=f"encoding {what}", did=f"encoded {what}", unit="slice" if len(frames) > 1 else "step"),
         )  # fmt: skip
 
     def prefetch(self) -> None:
         """Encode the slice on screen in a worker, so the first click on it is instant."""
-        if not self.active or self.runner.busy:
+        if not self.active or self.runner.busy or self.image_layer not in self.viewer.layers:
             return
         frame = self.current_frame()
         if frame not in self.session.features:
@@ -442,10 +453,13 @@ class Segmenter:
             self._after_job()
 
         self.propagated |= objects
+        n = len(objects)
         self._run(
             f"SAM 2: propagating {direction}", propagation_job(session, runs), on_yield=frame_done,
             on_cancel=lambda: notify("info", "propagation cancelled; the slices done so far are kept"),
             on_finally=finished, error_prefix="Propagation",
+            text=JobText(doing=f"propagating {direction}", did="propagated", unit="slice",
+                         extra=f"{n} object" if n == 1 else f"{n} objects"),
         )  # fmt: skip
 
     def cancel(self) -> None:
@@ -477,9 +491,12 @@ class Segmenter:
             )
             notify("info", f"committed object(s) {', '.join(map(str, record.objects))} on {len(record.frames)} slice(s){kept}")
 
+        n = len(coverage)
         self._run(
             "SAM 2: committing", plan_commit(result.data, self.preview.data, coverage, self.spec),
             on_done=done, on_finally=self._after_job, error_prefix="Commit",
+            text=JobText(doing="committing", did="committed", unit="slice",
+                         extra=f"{n} object" if n == 1 else f"{n} objects"),
         )  # fmt: skip
 
     def undo_commit(self) -> None:

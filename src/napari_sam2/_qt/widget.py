@@ -1,9 +1,14 @@
 """The SAM 2 dock widget: thin controls over :class:`~napari_sam2._qt.segmenter.Segmenter`.
 
 Sections, top to bottom, follow the workflow: image and video axis -> model and device ->
-Start -> object / negative clicks / mask candidates -> Propagate / Cancel -> Commit / Undo ->
-Save / Load prompts. Every button calls one Segmenter method; the widget only reads state
-back to enable buttons and show the status line.
+Start -> object / negative clicks / mask candidates -> Propagate -> the job's progress bar with
+Cancel beside it -> Commit / Undo -> Save / Load prompts. Every button calls one Segmenter
+method; the widget only reads state back to enable buttons and show the status line.
+
+The progress bar is the dock's own, not napari's activity dock: napari's animated spinner
+recomposes the whole window on every frame, which through software OpenGL made propagation
+several times slower (``tasks.py``). The bar is redrawn at most ``PROGRESS_HZ`` times a second
+for the same reason.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+import time
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..errors import SAM2Error
 from .model_picker import ModelPicker
 from .segmenter import DIRECTIONS, Segmenter
 from .stack import AXIS_KINDS
-from .tasks import TaskRunner, notify, report_error, set_torch_threads
+from .tasks import Task, TaskRunner, notify, report_error, set_torch_threads
 
 _KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
+#: at most this many redraws of the progress bar per second (each redraw recomposes the window)
+PROGRESS_HZ = 2.0
 #: the load dialog's answers
 REPLACE, ADD, CANCEL = "replace", "add", "cancel"
 
@@ -62,6 +71,10 @@ class SAM2Widget(Container):
         self.follow = CheckBox(text="show each slice as it is done")
         self.propagate_button = PushButton(text="Propagate")
         self.cancel_button = PushButton(text="Cancel")
+        self.cancel_button.tooltip = "Stop the running job after the step in progress (slices done so far are kept)"
+        self.progress = ProgressBar(value=0, min=0, max=1, label="")
+        self.progress_text = Label(value="")
+        self._progress_drawn = 0.0
         self.commit_button = PushButton(text="Commit")
         self.commit_button.tooltip = (
             "Write the objects into the result layer; pixels of other labels are never overwritten"
@@ -76,7 +89,8 @@ class SAM2Widget(Container):
                 self.image, self.video_axis, self.axis_kind, self.model, self.start_button,
                 _row(self.object_id, self.new_object_button), self.negative,
                 _row(self.cycle_button, self.candidate),
-                self.direction, self.follow, _row(self.propagate_button, self.cancel_button),
+                self.direction, self.follow, self.propagate_button,
+                _row(self.progress, self.cancel_button), self.progress_text,
                 _row(self.commit_button, self.undo_button), _row(self.save_button, self.load_button),
                 self.status,
             ]
@@ -96,10 +110,45 @@ class SAM2Widget(Container):
         self.save_button.changed.connect(self._save_dialog)
         self.load_button.changed.connect(self._load_dialog)
         self.segmenter.changed_callbacks.append(self._refresh)
+        self.runner.listeners.append(self._show_progress)
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
+        # the viewer closing deletes the dock: stop the job and never touch the dead widgets
+        runner, teardown = self.runner, self._teardown
+        self.native.destroyed.connect(lambda *_: (runner.close(), teardown()))
         self._layers_changed()
         self._refresh()
+
+    def _teardown(self) -> None:
+        self.runner.close()
+        self.segmenter.changed_callbacks.clear()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.disconnect(self._layers_changed)
+        self.segmenter.close()
+
+    # ------------------------------------------------------------------ progress
+    def _show_progress(self, task: Task) -> None:
+        """Draw the job's progress in the dock (at most PROGRESS_HZ times a second while it runs)."""
+        now = time.monotonic()
+        first_or_last = task.done <= 1 or task.finished or task.done >= task.total
+        if not first_or_last and now - self._progress_drawn < 1.0 / PROGRESS_HZ:
+            return
+        self._progress_drawn = now
+        total = max(1, task.total)  # never 0: an indeterminate QProgressBar animates like the spinner
+        value = min(task.done, total) if task.total or not task.finished else total
+        bar = self.progress.native
+        # QProgressBar.setValue repaints at once, and in a window with an OpenGL canvas each
+        # paint recomposes the whole window (~30 ms through software OpenGL): with updates off
+        # the bar and the text are painted together, later, in one go by the event loop
+        bar.setUpdatesEnabled(False)
+        try:
+            self.progress_text.value = task.describe()
+            if self.progress.max != total:
+                self.progress.max = total
+            self.progress.value = value
+            self.cancel_button.enabled = not task.finished
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules one update()
 
     # ------------------------------------------------------------------ choices
     def _image_layers(self, _widget: Any = None) -> list[Any]:
@@ -126,7 +175,8 @@ class SAM2Widget(Container):
         if event is not None and getattr(event, "type", "") == "removed":
             if event.value is self.segmenter.image_layer:
                 self.segmenter.close()
-                notify("warning", f"the image {event.value.name!r} was removed; the SAM 2 session is closed")
+                if len(self.viewer.layers):  # not when every layer goes, as when the viewer closes
+                    notify("warning", f"the image {event.value.name!r} was removed; the SAM 2 session is closed")
         self._on_image()
 
     def _on_image(self, *_: Any) -> None:
