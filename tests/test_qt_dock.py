@@ -1,5 +1,5 @@
-"""The dock in a real window (issue 22 item 8): closing the viewer after a model load and an
-encode, or during a job, prints nothing."""
+"""The dock in a real window (issue 22 item 8): its width does not jump when a label's text
+appears or changes, and closing the viewer after a model load and an encode prints nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,38 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .qt_support import CHECKPOINT, CONFIG
+from .qt_support import CHECKPOINT, CONFIG, clip, click, goto, make_widget, small_model  # noqa: F401
+
+
+def _dock_width(viewer) -> int:
+    from qtpy.QtWidgets import QApplication, QDockWidget
+
+    for _ in range(3):
+        QApplication.processEvents()
+    docks = [d for d in viewer.window._qt_window.findChildren(QDockWidget) if d.windowTitle() == "SAM 2"]
+    assert len(docks) == 1
+    return docks[0].width()
+
+
+def test_dock_width_stays_when_the_candidate_and_progress_labels_fill(make_napari_viewer, small_model, clip):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(clip, rgb=True, name="a long image name for the status line")
+    widget = make_widget(viewer, small_model)
+    widget.start()
+    goto(viewer, widget, 1)
+    width = _dock_width(viewer)
+    click(widget, 1, 60, 80)
+    widget.cycle_button.changed.emit()
+    assert widget.candidate.value.startswith("mask 2/3 (predicted IoU")
+    assert _dock_width(viewer) == width
+    widget.cycle_button.changed.emit()
+    assert _dock_width(viewer) == width
+    widget.propagate_button.changed.emit()  # the progress line says the most it ever says
+    assert "propagated" in str(widget.progress_text.value)
+    assert _dock_width(viewer) == width
+    widget.candidate.value = "x" * 300  # whatever the text, the dock keeps its width
+    widget.status.value = "y" * 300
+    assert _dock_width(viewer) == width
 
 
 _CLOSE_SCRIPT = textwrap.dedent(

@@ -8,7 +8,7 @@ method; the widget only reads state back to enable buttons and show the status l
 The progress bar is the dock's own, not napari's activity dock: napari's animated spinner
 recomposes the whole window on every frame, which through software OpenGL made propagation
 several times slower (``tasks.py``). The bar is redrawn at most ``PROGRESS_HZ`` times a second
-for the same reason.
+for the same reason, and the text labels never widen the dock (``_fixed_width``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ REPLACE, ADD, CANCEL = "replace", "add", "cancel"
 
 def _row(*widgets: Any) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
+
+
+def _fixed_width(label: Label) -> Label:
+    """A label whose text never changes the dock's width: it takes the width it is given
+    (long text is cut; the whole text is in the tooltip)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(0)
+    label.changed.connect(lambda value: setattr(label, "tooltip", str(value)))
+    return label
 
 
 class SAM2Widget(Container):
@@ -65,7 +76,7 @@ class SAM2Widget(Container):
         self.negative = CheckBox(text="negative clicks (N, or Shift+click)")
         self.cycle_button = PushButton(text="Next mask candidate (C)")
         self.cycle_button.tooltip = "For a single click: show SAM 2's other proposed masks (3 in all)"
-        self.candidate = Label(value="")
+        self.candidate = _fixed_width(Label(value=""))
 
         self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="both")
         self.follow = CheckBox(text="show each slice as it is done")
@@ -73,7 +84,7 @@ class SAM2Widget(Container):
         self.cancel_button = PushButton(text="Cancel")
         self.cancel_button.tooltip = "Stop the running job after the step in progress (slices done so far are kept)"
         self.progress = ProgressBar(value=0, min=0, max=1, label="")
-        self.progress_text = Label(value="")
+        self.progress_text = _fixed_width(Label(value=""))
         self._progress_drawn = 0.0
         self.commit_button = PushButton(text="Commit")
         self.commit_button.tooltip = (
@@ -82,7 +93,7 @@ class SAM2Widget(Container):
         self.undo_button = PushButton(text="Undo commit")
         self.save_button = PushButton(text="Save labels…")
         self.load_button = PushButton(text="Load prompts…")
-        self.status = Label(value="Pick an image and a model, then Start.")
+        self.status = _fixed_width(Label(value="Pick an image and a model, then Start."))
 
         super().__init__(
             widgets=[
