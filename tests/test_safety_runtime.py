@@ -236,16 +236,19 @@ def _from_before_our_code(err: str, script: str) -> bool:
     frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)\n(?: {4}(.*)\n)?', err)
     if not frames or not err.rstrip().endswith("KeyboardInterrupt"):
         return False
+    package = os.sep + "napari_sam2" + os.sep
+    under_prologue = False  # frames below a prologue line (the import machinery, its hooks) are Python's
     for path, function, code in frames:
-        if path.startswith("<frozen") or path.startswith(stdlib):
-            continue
         if path == script or path.endswith(os.path.join("napari_sam2", "__main__.py")):
             if code.strip() not in _PROLOGUE:
                 return False
+            under_prologue = True
         elif path.endswith(os.path.join("napari_sam2", "__init__.py")) or path.endswith("_entry.py"):
             if function != "<module>":
                 return False
-        else:
+        elif package in path:
+            return False  # our own code was running: it must have caught the signal
+        elif not (path.startswith("<frozen") or path.startswith(stdlib) or under_prologue):
             return False
     return True
 
