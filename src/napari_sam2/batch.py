@@ -435,6 +435,15 @@ def _reason(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def _closed_on_us(exc: BaseException) -> bool:
+    """Whether a failed connect was a peer that accepted and then closed or reset the connection."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    closed = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+    return isinstance(cause, closed) or type(cause).__name__ == "StreamClosedError" and not isinstance(
+        getattr(cause, "real_error", None), ConnectionRefusedError | OSError
+    )
+
+
 def check_scheduler(address: str, timeout: float = 10.0) -> None:
     """Raise :class:`SchedulerError` unless ``address`` answers as a dask scheduler.
 
@@ -456,16 +465,18 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
         connector = get_backend(scheme).get_connector()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        not_dask = f"{address} does not answer as a dask scheduler"
         while True:  # 1. reach it
             try:
                 comm = await asyncio.wait_for(connector.connect(loc, deserialize=True), deadline - loop.time())
                 break
             except (OSError, asyncio.TimeoutError) as exc:
+                if _closed_on_us(exc):  # accepted, then closed while connecting (seen on a busy machine);
+                    return f"{not_dask}: it closed the connection"  # a scheduler still starting refuses
                 if loop.time() + 0.1 >= deadline:
                     reason = _reason(exc) if isinstance(exc, OSError) else f"no connection within {timeout:g} s"
                     return f"cannot reach the dask scheduler at {address} ({reason})"
                 await asyncio.sleep(0.1)
-        not_dask = f"{address} does not answer as a dask scheduler"
         try:
             try:  # 2. dask's handshake
                 await comm.write(comm.handshake_info())
@@ -505,6 +516,10 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
     if isinstance(result, BaseException):
         if isinstance(result, (KeyboardInterrupt, SAM2Error)):
             raise result
+        if isinstance(result, distributed.comm.CommClosedError | ConnectionResetError) and not isinstance(
+            result.__cause__, ConnectionRefusedError
+        ):  # it was reached (step 1 is behind us or it accepted), then it hung up
+            raise SchedulerError(f"{address} does not answer as a dask scheduler: it closed the connection")
         raise SchedulerError(f"cannot reach the dask scheduler at {address} ({_reason(result)})")
     if result is not None:
         raise SchedulerError(result)
