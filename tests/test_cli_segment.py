@@ -185,26 +185,41 @@ def test_debug_shows_the_traceback(files, tmp_path: Path) -> None:
     assert "Traceback" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("napari-sam2: error:")
 
 
-def test_ctrl_c_exits_130_and_removes_the_partial_output(tmp_path: Path) -> None:
+def _start_long_segment(tmp_path: Path, **popen: object) -> tuple[subprocess.Popen, Path]:
+    """``segment`` of a 150-frame stack, returned once its partial store exists (its writer is open)."""
     np.save(tmp_path / "long.npy", make_stack(n_frames=150))
     prompts = tmp_path / "p.json"
     write_prompts_json(prompts, [Prompt(frame=0, obj_id=1, points_xy=np.array([[62.0, 60.0]]), labels=np.array([1]), box=None)])
     out = tmp_path / "long.zarr"
     command = [sys.executable, "-m", "napari_sam2", "segment", str(tmp_path / "long.npy"), "--prompts", str(prompts),
                *MODEL_ARGS, "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + 120  # not a timing assertion: a bound on waiting for the store to appear
+    while not glob.glob(f"{out}.partial-*") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()  # still writing its 150 frames
+    return proc, out
+
+
+def test_ctrl_c_exits_130_and_removes_the_partial_output(tmp_path: Path) -> None:
     # as from a terminal: SIGINT at its default. A shell starts a background job with SIGINT
     # ignored, and a Python started so keeps ignoring it: with the tests run as one (e.g.
     # `.ci/run &`) the command went on to the end after Ctrl-C, exit 0
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not glob.glob(f"{out}.partial-*") and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # inside the propagation
-    proc.send_signal(signal.SIGINT)
+    proc, out = _start_long_segment(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc.send_signal(signal.SIGINT)  # wherever it is now, the partial store must go
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, (stdout, stderr)
     assert stderr.strip() == "napari-sam2: interrupted; no partial output was kept"
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_sigterm_exits_143_and_removes_the_partial_output(tmp_path: Path) -> None:
+    """kill, a cluster's time limit or timeout(1) send SIGTERM: cleaned up as for Ctrl-C."""
+    proc, out = _start_long_segment(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (stdout, stderr)
+    assert stderr.strip() == "napari-sam2: terminated; no partial output was kept"
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -267,23 +282,3 @@ def test_stack_kind_tracks_with_the_models_presence_calibration(files, stack, tm
     assert not t[[0, 1, 3, 4, 5]].any()  # every tracked frame ruled absent
     assert z[[0, 1, 3, 4, 5]].any()  # (so the bias, not the model, emptied them)
     np.testing.assert_array_equal(z, none)
-
-
-def test_sigterm_exits_143_and_removes_the_partial_output(tmp_path: Path) -> None:
-    """kill, a cluster's time limit or timeout(1) send SIGTERM: cleaned up as for Ctrl-C."""
-    np.save(tmp_path / "long.npy", make_stack(n_frames=150))
-    prompts = tmp_path / "p.json"
-    write_prompts_json(prompts, [Prompt(frame=0, obj_id=1, points_xy=np.array([[62.0, 60.0]]), labels=np.array([1]), box=None)])
-    out = tmp_path / "long.zarr"
-    command = [sys.executable, "-m", "napari_sam2", "segment", str(tmp_path / "long.npy"), "--prompts", str(prompts),
-               *MODEL_ARGS, "-o", str(out)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120  # not a timing assertion: a bound on waiting for the store to appear
-    while not glob.glob(f"{out}.partial-*") and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()  # still writing its 150 frames
-    proc.send_signal(signal.SIGTERM)  # the partial store exists: the writer is open, wherever it is
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, (stdout, stderr)
-    assert stderr.strip() == "napari-sam2: terminated; no partial output was kept"
-    assert not out.exists() and leftovers(tmp_path) == []
