@@ -18,6 +18,7 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.data.cells import cell_timelapse, cells_image
+from napari_sam2.errors import InputError
 from napari_sam2.io import write_labels
 from napari_sam2.model.sam2 import SAM2
 from napari_sam2.train.files import finetune_files, run_dir_for
@@ -115,6 +116,11 @@ def test_rerunning_resumes_from_the_last_checkpoint(data, tmp_path: Path) -> Non
     other = dataclasses.replace(TINY, lr=1e-3)
     with pytest.raises(Exception, match="holds a fine-tune with other settings"):
         finetune_files(*args[:4], other, overwrite=True, progress=False)
+    record = first.run_dir / "finetune.json"
+    for damage in ('{"from": ', "[1, 2]"):  # cut short, or not an object: damaged, not "another fine-tune"
+        record.write_text(damage)
+        with pytest.raises(InputError, match=r"finetune.json is damaged .* delete \(or move away\) that folder"):
+            finetune_files(*args, overwrite=True, progress=False)
 
 
 def test_loss_on_the_training_data_decreases(tmp_path: Path) -> None:

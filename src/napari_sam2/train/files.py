@@ -211,8 +211,14 @@ def _check_run(run: Path, record: dict[str, Any]) -> None:
         return
     try:
         before = json.loads(old.read_text())
-    except ValueError:
-        before = {}
+        if not isinstance(before, dict):
+            raise ValueError(f"a JSON {type(before).__name__}, not an object")
+    except (ValueError, RecursionError, OSError) as e:  # not "another fine-tune": a damaged record
+        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise InputError(
+            f"{old} is damaged ({why}), so the run in {run} cannot be resumed safely; delete (or move away) "
+            "that folder to start over"
+        ) from None
     differ = sorted(k for k in record.keys() | before.keys() if record.get(k) != before.get(k))
     if differ:
         raise InputError(
