@@ -515,3 +515,24 @@ def test_the_local_clusters_http_server_is_loopback_only_with_no_dashboard() -> 
         with pytest.raises(urllib.error.HTTPError) as info:  # the dashboard's page is not served
             urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10)
         assert info.value.code == 404
+
+
+def test_a_local_cluster_that_cannot_start_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """e.g. no worker process can start (out of memory, a process limit): one line, exit 2, nothing written."""
+    import distributed
+
+    from napari_sam2 import cli
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.\nmore lines from dask")
+
+    monkeypatch.setattr(distributed, "LocalCluster", refuse)
+    np.save(tmp_path / "s.npy", make_stack(2))
+    (tmp_path / "s.json").write_text(PROMPTS_JSON)
+    code = cli.main(["batch", str(tmp_path / "s.npy"), "--prompts-dir", str(tmp_path), *MODEL_ARGS,
+                     "-o", str(tmp_path / "out"), "--scheduler", "local:1"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "napari-sam2: error: could not start a local dask cluster of 1 worker process (Nanny failed to start.)"
+    ], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

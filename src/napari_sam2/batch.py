@@ -547,11 +547,17 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
             # dashboard_address=None still starts the scheduler's HTTP server on 8787 (or, with
             # that port taken, warns on stderr and takes another): bind it to a free loopback
             # port instead, and serve no dashboard there (only dask's /health and metrics)
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, memory_limit=0,
-            )  # fmt: skip
-            client = distributed.Client(cluster, timeout=timeout)
+            try:
+                cluster = distributed.LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, memory_limit=0,
+                )  # fmt: skip
+                client = distributed.Client(cluster, timeout=timeout)
+            except Exception as exc:  # no free port, workers that cannot start (memory, processes), ...
+                raise SchedulerError(
+                    f"could not start a local dask cluster of {n_workers} worker process"
+                    f"{'es' * (n_workers != 1)} ({_reason(exc)})"
+                ) from None
         else:
             check_scheduler(kind, timeout)
             try:
