@@ -147,7 +147,7 @@ def test_loss_on_the_training_data_decreases(tmp_path: Path) -> None:
         ("float", ["float_labels.tif", "must be integer instance labels", "float32"]),
         ("empty", ["empty_labels.tif", "no object"]),
         ("model", ["unknown model 'no-such-model'"]),
-        ("exists", ["mine.pt", "exists and is not a model that finetune wrote"]),
+        ("exists", ["mine.pt", "exists and is a file, not a model that finetune wrote"]),
         ("input", ["would replace the input", "base"]),
     ],
 )

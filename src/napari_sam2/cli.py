@@ -318,20 +318,11 @@ def _is_our_mask(path: Path) -> bool:
 
 
 def _check_mask_output(args: argparse.Namespace) -> None:
-    from .errors import OutputExistsError
-    from .io.labels import check_output_spares
+    from .io.labels import check_output_spares, check_replaceable
 
     inputs = [args.image, args.checkpoint, args.config]
     check_output_spares(args.output, [p for p in inputs if p is not None and p.exists()])
-    if os.path.lexists(args.output):
-        ours = _is_our_mask(args.output)
-        if ours and not args.overwrite:
-            raise OutputExistsError(f"{args.output} already exists; choose another output or use --overwrite to replace it")
-        if not ours:
-            raise OutputExistsError(
-                f"{args.output} exists and is not a mask that segment-image wrote; --overwrite replaces only "
-                "those, never an input or anything else: move it away or choose another output"
-            )
+    check_replaceable(args.output, args.overwrite, ours=_is_our_mask, what="a mask that segment-image wrote")
 
 
 def _write_mask(path: Path, mask: Any, description: str, *, overwrite: bool) -> None:

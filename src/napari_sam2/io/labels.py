@@ -26,7 +26,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
@@ -44,8 +44,6 @@ from ._ngff import check_axes, find_label_group, image_axes, multiscales, ome, r
 METADATA_KEY = "napari_sam2"
 _MAX_CHUNK = 1024
 _log = logging.getLogger("napari_sam2")
-#: what --overwrite may replace, said in every refusal
-OVERWRITE_RULE = "--overwrite replaces only a label store that napari-sam2 wrote, never an input or anything else"
 
 
 # --------------------------------------------------------------------------- what is ours
@@ -103,19 +101,30 @@ def check_output_spares(output: str | PathLike[str], inputs: Iterable[str | Path
             raise InputError(f"the output {str(output)!r} lies inside the input {str(item)!r}; choose another output")
 
 
-def check_replaceable(path: str | PathLike[str], overwrite: bool, what: str = "label store") -> None:
-    """Raise :class:`OutputExistsError` unless ``path`` is absent, or ours and ``overwrite`` is on."""
+def check_replaceable(
+    path: str | PathLike[str],
+    overwrite: bool,
+    *,
+    ours: Callable[[Path], bool] | None = None,
+    what: str = "a label store that napari-sam2 wrote",
+) -> None:
+    """The overwrite rule: raise :class:`OutputExistsError` unless ``path`` is absent, or is
+    ``what`` (``ours(path)``, default :func:`is_label_store`) and ``overwrite`` is on.
+
+    Every command's output goes through it: label stores here, ``segment-image`` masks and
+    ``finetune`` models with their own ``ours`` and ``what``.
+    """
     p = Path(path)
     if not os.path.lexists(p):
         return
-    ours = is_label_store(p)
-    if ours and not overwrite:
-        raise OutputExistsError(f"{p} already exists; choose another output or use --overwrite to replace it")
-    if not ours:
+    mine = (ours or is_label_store)(p)
+    if mine and not overwrite:
+        raise OutputExistsError(f"{p} already exists; use --overwrite to replace it, or choose another output")
+    if not mine:
         kind = "a link" if p.is_symlink() else "a folder" if p.is_dir() else "a file"
         raise OutputExistsError(
-            f"{p} exists and is {kind}, not a {what} that napari-sam2 wrote; {OVERWRITE_RULE}: move it away or "
-            "choose another output"
+            f"{p} exists and is {kind}, not {what}; --overwrite replaces only {what}, never an input or "
+            "anything else: move it away or choose another output"
         )
 
 

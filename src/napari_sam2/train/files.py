@@ -185,23 +185,14 @@ def _is_finetuned_model(path: Path) -> bool:
 
 def _check_output(output: Path, overwrite: bool, inputs: Sequence[Any]) -> None:
     """Never an input of the run; --overwrite replaces only a model that finetune wrote."""
-    from ..io.labels import check_output_spares
+    from ..io.labels import check_output_spares, check_replaceable
     from ..weights import bundled_path
 
     files = [bundled_path(str(f)) or f for f in inputs if f is not None]
     check_output_spares(output, [f for f in files if os.path.exists(f)])
-    if not os.path.lexists(output):
-        return
     if output.is_dir():
         raise OutputExistsError(f"{output} is a directory; give a file name such as model.pt")
-    ours = _is_finetuned_model(output)
-    if ours and not overwrite:
-        raise OutputExistsError(f"{output} already exists; use --overwrite to replace it")
-    if not ours:
-        raise OutputExistsError(
-            f"{output} exists and is not a model that finetune wrote; --overwrite replaces only those, "
-            "never an input or anything else: move it away or choose another output"
-        )
+    check_replaceable(output, overwrite, ours=_is_finetuned_model, what="a model that finetune wrote")
 
 
 def _check_run(run: Path, record: dict[str, Any]) -> None:
@@ -214,9 +205,10 @@ def _check_run(run: Path, record: dict[str, Any]) -> None:
         if not isinstance(before, dict):
             raise ValueError(f"a JSON {type(before).__name__}, not an object")
     except (ValueError, RecursionError, OSError) as e:  # not "another fine-tune": a damaged record
-        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        from ..weights import _first_line
+
         raise InputError(
-            f"{old} is damaged ({why}), so the run in {run} cannot be resumed safely; delete (or move away) "
+            f"{old} is damaged ({_first_line(e)}), so the run in {run} cannot be resumed safely; delete (or move away) "
             "that folder to start over"
         ) from None
     differ = sorted(k for k in record.keys() | before.keys() if record.get(k) != before.get(k))
