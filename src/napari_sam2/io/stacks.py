@@ -193,8 +193,7 @@ def open_stack(path: str | PathLike[str], *, axis: int = 0) -> Stack:
     close = None
     tiff_names: tuple[str, ...] | None = None
     if name.endswith((".tif", ".tiff")):
-        array, close, channel = _open_tiff(p)
-        tiff_names, scale, units = tiff_calibration(p, array.ndim)
+        array, close, channel, (tiff_names, scale, units) = _open_tiff(p)
     elif name.endswith(".npy"):
         array = _open_npy(p)
     elif p.is_dir() or name.endswith(".zarr"):
@@ -275,51 +274,52 @@ def _make_stack(
                  label_units=label_units)  # fmt: skip
 
 
-def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None]:
+def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None, _TiffLayout]:
     """A memory map if the pixels allow it, else tifffile's lazy zarr view, else the whole image.
 
-    Also the axis that holds samples (``S``) or, in 4-D, channels (``C``) when the TIFF says so, else None.
+    Also the axis that holds samples (``S``) or, in 4-D, channels (``C``) when the TIFF says so,
+    else None, and its layout (:func:`_tiff_layout`; all None when the array's axes do not match).
     A damaged file (see :func:`check_tiff`) raises instead of being read as a smaller image.
     """
     import tifffile
 
     with _quiet_tifffile():  # it logs damaged files; we raise one error instead
-        axes = check_tiff(p)
+        axes, layout = _check_tiff(p)
         array, close = _tiff_array(p, tifffile)
     if 0 in array.shape or array.ndim == 0:
         if close is not None:
             close()
         raise InputError(f"input {str(p)!r}: cannot read the TIFF file (no image data: damaged, or not a TIFF)")
-    channel = None
-    if axes is not None and len(axes) == array.ndim:
-        if "S" in axes:  # samples of a pixel (RGB), also when stored planar (3, H, W)
-            channel = axes.index("S")
-        elif "C" in axes and array.ndim == 4:  # an ImageJ/OME hyperstack (Z, C, Y, X); tifffile calls
-            channel = axes.index("C")  # any 3-D ImageJ/OME stack "CYX", so 3-D stays a stack
-    return array, close, channel
+    names = layout[0]
+    if axes is None or names is None or len(axes) != array.ndim:
+        return array, close, None, (None, None, None)
+    # samples of a pixel (RGB, also stored planar (3, H, W)) first, else the channels of a 4-D hyperstack
+    channel = axes.index("S") if "S" in axes else names.index("c") if "c" in names else None
+    return array, close, channel, layout
 
 
 #: NGFF unit names for the length and time units TIFF metadata spells in many ways
 _LENGTH_UNITS = {
-    "m": ("meter", 1.0), "meter": ("meter", 1.0), "cm": ("centimeter", 1.0), "centimeter": ("centimeter", 1.0),
-    "mm": ("millimeter", 1.0), "millimeter": ("millimeter", 1.0), "um": ("micrometer", 1.0),
-    "µm": ("micrometer", 1.0), "\u03bcm": ("micrometer", 1.0), "micron": ("micrometer", 1.0),
-    "microns": ("micrometer", 1.0), "micrometer": ("micrometer", 1.0), "nm": ("nanometer", 1.0),
-    "nanometer": ("nanometer", 1.0), "inch": ("inch", 1.0),
-}
+    "m": "meter", "meter": "meter", "cm": "centimeter", "centimeter": "centimeter", "mm": "millimeter",
+    "millimeter": "millimeter", "um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer",
+    "micron": "micrometer", "microns": "micrometer", "micrometer": "micrometer", "nm": "nanometer",
+    "nanometer": "nanometer", "inch": "inch",
+}  # fmt: skip
 _TIME_UNITS = {"s": "second", "sec": "second", "second": "second", "ms": "millisecond", "millisecond": "millisecond",
                "min": "minute", "minute": "minute", "h": "hour", "hour": "hour"}  # fmt: skip
 
 
 def _length_unit(text: Any) -> str | None:
     key = str(text or "").strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").lower()
-    return _LENGTH_UNITS.get(key, (None, 1.0))[0]
+    return _LENGTH_UNITS.get(key)
 
 
-def tiff_calibration(
-    path: str | PathLike[str], ndim: int
-) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None, tuple[str | None, ...] | None]:
-    """A TIFF's axis names, pixel size and units, per axis of its first series (None where it says nothing).
+#: a TIFF's axis names, pixel size and units, per axis of its first series (None where it says nothing)
+_TiffLayout = tuple[tuple[str, ...] | None, tuple[float, ...] | None, tuple[str | None, ...] | None]
+
+
+def _tiff_layout(tif: Any, axes: str) -> _TiffLayout:
+    """The axis names, pixel size and units of an open TIFF whose first series has ``axes``.
 
     Axis names come from the series axes tifffile reads from ImageJ and OME metadata
     (``T``, ``Z``; ``C`` of a 4-D hyperstack and ``S`` samples are channels; a plain stack's
@@ -328,27 +328,19 @@ def tiff_calibration(
     ``spacing``, ``finterval`` and ``unit`` with the X/Y resolution tags; else the resolution
     tags with a centimetre or inch unit.
     """
-    import tifffile
-
-    try:
-        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = str(series.axes)
-            if len(axes) != ndim:
-                return None, None, None
-            sizes, units = _ome_sizes(tif.ome_metadata) if tif.is_ome else ({}, {})
-            if not sizes:
-                sizes, units = _imagej_sizes(tif.imagej_metadata or {}, tif.pages.first, imagej=tif.is_imagej)
-    except Exception:  # noqa: BLE001 - calibration is a bonus: check_tiff already judged the file
-        return None, None, None
+    ndim = len(axes)
     names = tuple(
         "c" if a == "S" or (a == "C" and ndim == 4) else a.lower() if a in "TZYX" else "?" for a in axes
     )
+    try:
+        sizes, units = _ome_sizes(tif.ome_metadata) if tif.is_ome else ({}, {})
+        if not sizes:
+            sizes, units = _imagej_sizes(tif.imagej_metadata or {}, tif.pages.first, imagej=tif.is_imagej)
+    except Exception:  # noqa: BLE001 - calibration is a bonus: the file itself was judged sound
+        return None, None, None
     if not sizes:
         return names, None, None
-    scale = tuple(float(sizes.get(n, 1.0)) for n in names)
-    unit_list = tuple(units.get(n) for n in names)
-    return names, scale, unit_list
+    return names, tuple(float(sizes.get(n, 1.0)) for n in names), tuple(units.get(n) for n in names)
 
 
 def _ome_sizes(xml: str | None) -> tuple[dict[str, float], dict[str, str | None]]:
@@ -426,6 +418,11 @@ def check_tiff(path: str | PathLike[str]) -> str | None:
     pages than its own metadata (tifffile shape, ImageJ, OME-XML) declares, or its pixel data
     reach past the end of the file. tifffile alone reads such files as their first page(s).
     """
+    return _check_tiff(path)[0]
+
+
+def _check_tiff(path: str | PathLike[str]) -> tuple[str | None, _TiffLayout]:
+    """:func:`check_tiff`, and the file's layout (:func:`_tiff_layout`) read while it is open."""
     import tifffile
 
     p = Path(path)
@@ -442,7 +439,7 @@ def check_tiff(path: str | PathLike[str]) -> str | None:
                     why = f"{what}; {_tifffile_message(damage)}"
                     raise InputError(f"input {str(p)!r}: the TIFF file is damaged ({why})")
                 if series is None:
-                    return None
+                    return None, (None, None, None)
                 pages = list(getattr(series, "_pages", None) or series.pages)
                 missing = sum(page is None for page in pages)
                 if missing:
@@ -456,7 +453,7 @@ def check_tiff(path: str | PathLike[str]) -> str | None:
                         f"input {str(p)!r}: the TIFF file is damaged (truncated: its pixel data end at byte {end} "
                         f"but the file has {size} bytes)"
                     )
-                return str(series.axes)
+                return str(series.axes), _tiff_layout(tif, str(series.axes))
         except InputError:
             raise
         except Exception as e:
