@@ -294,8 +294,7 @@ def test_ctrl_c_during_start_up_exits_quietly(entry_point: bool, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def small_model():
-    d = FIXTURES / "small_sam2.1"
-    return load_model(d / "checkpoint.pt", config=d / "config.json")
+    return load_model(CHECKPOINT, config=CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -439,9 +439,10 @@ def _closed_on_us(exc: BaseException) -> bool:
     """Whether a failed connect was a peer that accepted and then closed or reset the connection."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
     closed = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-    return isinstance(cause, closed) or type(cause).__name__ == "StreamClosedError" and not isinstance(
-        getattr(cause, "real_error", None), ConnectionRefusedError | OSError
-    )
+    if isinstance(cause, closed):
+        return True
+    # tornado's StreamClosedError carries the socket error behind it, if any (refused, unreachable)
+    return type(cause).__name__ == "StreamClosedError" and not isinstance(getattr(cause, "real_error", None), OSError)
 
 
 def check_scheduler(address: str, timeout: float = 10.0) -> None:
