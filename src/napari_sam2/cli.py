@@ -378,14 +378,14 @@ def _segment(args: argparse.Namespace) -> int:
 
     from dataclasses import replace
 
-    from .batch import default_threads, segment_steps
+    from .batch import segment_steps
 
     job = _job_template(
         args, input=str(args.input), prompts=str(args.prompts), output=str(args.output),
         boxes=None if args.boxes is None else str(args.boxes),
     )  # fmt: skip
     if job.torch_threads is None:
-        job = replace(job, torch_threads=default_threads())
+        job = replace(job, torch_threads=_threads_here())
     steps = segment_steps(job, configure=True)
     bar = None
     try:

@@ -10,8 +10,9 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 
+from ..batch import default_threads  # all cores but one: the one left keeps napari's UI responsive
 from ..errors import InputError
-from .tasks import Progress, default_threads
+from .tasks import Progress
 
 #: the model-picker entry that shows the checkpoint and config file fields
 FROM_FILE = "load checkpoint file…"

@@ -162,14 +162,6 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def default_threads() -> int:
-    """All cores but one (:func:`napari_sam2.batch.default_threads`): the one left keeps napari's
-    UI thread from stalling torch's thread team."""
-    from ..batch import default_threads as threads
-
-    return threads()
-
-
 def _guarded(
     task: Task, job: Generator[Progress, None, Any], threads: int | None
 ) -> Generator[Progress, None, _Outcome]:
