@@ -197,7 +197,7 @@ def default_threads(workers: int = 1) -> int:
 
     The core left free is what keeps torch fast on a busy machine: with every core in its
     thread team, OpenMP's spin-waiting threads fight whatever else runs (napari's UI, another
-    job) and a 2-core machine ran ``segment`` 6x slower than with one thread.
+    job); issue 22 reported ``segment`` 6x slower that way on a busy 2-core machine.
     """
     return max(1, (cpu_cores() - 1) // max(1, workers))
 
