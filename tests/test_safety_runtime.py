@@ -535,3 +535,33 @@ def test_a_local_cluster_that_cannot_start_is_one_line(tmp_path: Path, monkeypat
         "napari-sam2: error: could not start a local dask cluster of 1 worker process (Nanny failed to start.)"
     ], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("signum, code, line", [
+    (signal.SIGINT, 130, "napari-sam2: interrupted; no partial output was kept"),
+    (signal.SIGTERM, 143, "napari-sam2: terminated; no partial output was kept"),
+])  # fmt: skip
+def test_a_signal_that_c_code_turns_into_another_error_is_still_the_signal(
+    signum: int, code: int, line: str, monkeypatch, capsys
+) -> None:
+    """Seen in CI: Ctrl-C landing in CPython's warnings machinery came out as 'TypeError: expected
+    a message argument', and the CLI reported an unexpected TypeError (exit 2) instead of 130."""
+    from napari_sam2 import cli
+
+    def command(args) -> int:
+        try:
+            os.kill(os.getpid(), signum)  # delivered here, as a KeyboardInterrupt / Terminated
+            for _ in range(1000):  # let the handler run (it runs between bytecodes)
+                pass
+        except KeyboardInterrupt:
+            raise TypeError("expected a message argument") from None  # what C code made of it
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        monkeypatch.setitem(cli._COMMANDS, "models", command)
+        assert cli.main(["models"]) == code
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err.strip() == line
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored

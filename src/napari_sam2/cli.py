@@ -587,34 +587,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     _notes_to_stderr()
     debug = getattr(args, "debug", False)
     error_code = EXIT_IMAGE_ERROR if args.command == "segment-image" else EXIT_ERROR
-    restore = _terminate_like_ctrl_c()
+    received, restore = _signals_as_interrupts()
     try:
         return _COMMANDS[args.command](args)
-    except Terminated:
-        print(f"{PROG}: terminated; no partial output was kept", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        newline = "\n" if sys.stderr.isatty() else ""  # end the ^C / progress-bar line
-        print(f"{newline}{PROG}: interrupted; no partial output was kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except WeightsUnavailableError:
-        if debug:
-            traceback.print_exc()
-        _error(_weights_hint(_model_name(args)))
-        return error_code
-    except (SAM2Error, OSError) as exc:
-        if debug:
-            traceback.print_exc()
-        _error(str(exc) or type(exc).__name__)
-        return error_code
-    except Exception as exc:  # a bug: still one line, the traceback on request
-        if debug:
-            traceback.print_exc()
-        text = str(exc).strip().splitlines()
-        _error(f"unexpected {type(exc).__name__}: {text[0] if text else ''} (run with --debug for the traceback)")
-        return error_code
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+        return _signal_exit(type(exc))
+    except Exception as exc:
+        if received:  # the signal's doing, whatever a C extension made of the KeyboardInterrupt
+            return _signal_exit(received[-1])
+        return _error_exit(exc, args, debug, error_code)
     finally:
         restore()
+
+
+def _signal_exit(kind: type[BaseException]) -> int:
+    if issubclass(kind, Terminated):
+        print(f"{PROG}: terminated; no partial output was kept", file=sys.stderr)
+        return EXIT_TERMINATED
+    newline = "\n" if sys.stderr.isatty() else ""  # end the ^C / progress-bar line
+    print(f"{newline}{PROG}: interrupted; no partial output was kept", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _error_exit(exc: Exception, args: argparse.Namespace, debug: bool, error_code: int) -> int:
+    """One line for an error (the traceback with --debug); returns the exit code."""
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, WeightsUnavailableError):
+        _error(_weights_hint(_model_name(args)))
+    elif isinstance(exc, (SAM2Error, OSError)):
+        _error(str(exc) or type(exc).__name__)
+    else:  # a bug: still one line, the traceback on request
+        text = str(exc).strip().splitlines()
+        _error(f"unexpected {type(exc).__name__}: {text[0] if text else ''} (run with --debug for the traceback)")
+    return error_code
 
 
 class Terminated(KeyboardInterrupt):
@@ -625,16 +631,38 @@ class Terminated(KeyboardInterrupt):
     """
 
 
-def _terminate_like_ctrl_c() -> Any:
-    """Make SIGTERM raise :class:`Terminated` in the main thread; returns what undoes it."""
+def _signals_as_interrupts() -> tuple[list[type[BaseException]], Any]:
+    """In the main thread, SIGTERM raises :class:`Terminated` and Ctrl-C KeyboardInterrupt, and
+    each signal is remembered; returns that record and what undoes the handlers.
+
+    The record is for an error that follows a signal: a KeyboardInterrupt raised inside C code
+    can come out as another exception (CPython's warnings machinery turns it into
+    ``TypeError: expected a message argument``), which is the signal's doing, not a bug. An
+    ignored SIGINT (a background job) stays ignored.
+    """
     import signal
     import threading
 
+    received: list[type[BaseException]] = []
     if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+        return received, lambda: None
 
     def on_term(signum: int, frame: Any) -> None:
+        received.append(Terminated)
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def on_int(signum: int, frame: Any) -> None:
+        received.append(KeyboardInterrupt)
+        raise KeyboardInterrupt()
+
+    previous_term = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+
+    return received, restore
