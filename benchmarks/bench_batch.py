@@ -37,6 +37,8 @@ import torch
 
 from common import REPO, machine
 
+from napari_sam2.runtime import configure_torch
+
 FIXTURE = REPO / "tests" / "fixtures" / "small_sam2.1"
 
 
@@ -97,7 +99,7 @@ def run(model: str, n_stacks: int, n_frames: int, hw: tuple[int, int], workers: 
                 batch.segment_stack(job)
             return time.perf_counter() - t
 
-        batch.configure_torch(None)
+        configure_torch(None)
         batch.cached_model(spec)  # both sides load the model once: here, or once per worker (in "cold")
         times: dict[str, list[float]] = {"sequential": [], "batch_warm": []}
         t = time.perf_counter()

@@ -108,7 +108,7 @@ def test_an_imagej_stack_without_axes_is_a_plain_stack(tmp_path: Path) -> None:
 def test_segment_and_batch_leave_a_core_free_and_say_so(tmp_path: Path) -> None:
     """Default torch threads: all cores but one (torch's own default, every core, ran 6x slower on a busy machine)."""
     pytest.importorskip("napari")
-    from napari_sam2.batch import cpu_cores, default_threads
+    from napari_sam2.runtime import cpu_cores, default_threads
 
     cores = cpu_cores()
     assert default_threads() == max(1, cores - 1) and default_threads(workers=cores * 2) == 1

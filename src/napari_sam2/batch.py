@@ -30,7 +30,9 @@ from .errors import (
     SAM2Error,
     UnknownModelError,
     WeightsUnavailableError,
+    one_line,
 )
+from .runtime import configure_torch, cpu_cores, default_threads
 
 if TYPE_CHECKING:
     from .engine.session import FrameResult, VideoSession
@@ -182,33 +184,6 @@ def cached_model(spec: ModelSpec) -> SAM2:
 def model_loads() -> int:
     """How many models this process has loaded through :func:`cached_model`."""
     return _LOADS
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a cluster job's share), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_threads(workers: int = 1) -> int:
-    """Torch threads per process when the user names none: all cores but one, shared by ``workers``.
-
-    The core left free is what keeps torch fast on a busy machine: with every core in its
-    thread team, OpenMP's spin-waiting threads fight whatever else runs (napari's UI, another
-    job); issue 22 reported ``segment`` 6x slower that way on a busy 2-core machine.
-    """
-    return max(1, (cpu_cores() - 1) // max(1, workers))
-
-
-def configure_torch(threads: int | None) -> None:
-    """CPU settings for headless runs: flush denormal floats, and ``threads`` torch threads."""
-    import torch
-
-    torch.set_flush_denormal(True)  # before set_num_threads; denormals slow CPU math 10-20x
-    if threads is not None and threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- one stack
@@ -430,11 +405,6 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | None]:
     raise InputError(f"--scheduler {scheduler!r}: expected local:N or a scheduler address such as tcp://HOST:8786")
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
 def _closed_on_us(exc: BaseException) -> bool:
     """Whether a failed connect was a peer that accepted and then closed or reset the connection."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
@@ -475,7 +445,7 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
                 if _closed_on_us(exc):  # accepted, then closed while connecting (seen on a busy machine);
                     return f"{not_dask}: it closed the connection"  # a scheduler still starting refuses
                 if loop.time() + 0.1 >= deadline:
-                    reason = _reason(exc) if isinstance(exc, OSError) else f"no connection within {timeout:g} s"
+                    reason = one_line(exc) if isinstance(exc, OSError) else f"no connection within {timeout:g} s"
                     return f"cannot reach the dask scheduler at {address} ({reason})"
                 await asyncio.sleep(0.1)
         try:
@@ -521,7 +491,7 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
             result.__cause__, ConnectionRefusedError
         ):  # it was reached (step 1 is behind us or it accepted), then it hung up
             raise SchedulerError(f"{address} does not answer as a dask scheduler: it closed the connection")
-        raise SchedulerError(f"cannot reach the dask scheduler at {address} ({_reason(result)})")
+        raise SchedulerError(f"cannot reach the dask scheduler at {address} ({one_line(result)})")
     if result is not None:
         raise SchedulerError(result)
 
@@ -557,14 +527,14 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
             except Exception as exc:  # no free port, workers that cannot start (memory, processes), ...
                 raise SchedulerError(
                     f"could not start a local dask cluster of {n_workers} worker process"
-                    f"{'es' * (n_workers != 1)} ({_reason(exc)})"
+                    f"{'es' * (n_workers != 1)} ({one_line(exc)})"
                 ) from None
         else:
             check_scheduler(kind, timeout)
             try:
                 client = distributed.Client(kind, timeout=timeout)
             except Exception as exc:  # it answered the probe: still one line, whatever it does now
-                raise SchedulerError(f"cannot reach the dask scheduler at {kind} ({_reason(exc)})") from None
+                raise SchedulerError(f"cannot reach the dask scheduler at {kind} ({one_line(exc)})") from None
     except BaseException:
         if cluster is not None:
             cluster.close()

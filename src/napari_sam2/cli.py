@@ -168,7 +168,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _threads_here() -> int:
-    from .batch import default_threads
+    from .runtime import default_threads
 
     return default_threads()
 
@@ -534,15 +534,14 @@ def _models(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    import torch
-
+    from .runtime import configure_torch, pick_dtype
     from .train.files import FINETUNE_SETTINGS, finetune_files
 
-    torch.set_num_threads(args.threads or _threads_here())
+    configure_torch(args.threads or _threads_here())
     settings = replace(FINETUNE_SETTINGS, steps=args.steps, lr=args.lr, seed=args.seed)
     result = finetune_files(
         args.images, args.labels, args.source, args.output, settings, freeze_encoder=args.freeze_encoder,
-        axis=args.axis, config=args.config, device=args.device, dtype=getattr(torch, args.dtype),
+        axis=args.axis, config=args.config, device=args.device, dtype=pick_dtype(args.dtype),
         overwrite=args.overwrite, stop_after_minutes=args.minutes, progress=sys.stderr.isatty(),
     )  # fmt: skip
     what = f"{result.stacks} stack{'s' * (result.stacks != 1)}, {result.frames} labelled frames" + (

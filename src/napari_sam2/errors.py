@@ -30,3 +30,15 @@ class InputError(SAM2Error, ValueError):
 
 class OutputExistsError(SAM2Error, FileExistsError):
     """The output already exists and overwriting it was not asked for."""
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """``exc`` as ``"TypeName: first line of its message"``, cut to ``limit`` characters.
+
+    The one way the package quotes a foreign error (torch, tifffile, zarr, the network) inside
+    its own one-line messages.
+    """
+    text = str(exc).strip().splitlines()
+    line = text[0].strip() if text else ""
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import CheckpointError, InputError, UnknownModelError, WeightsUnavailableError
+from .errors import CheckpointError, InputError, UnknownModelError, WeightsUnavailableError, one_line
 from .model.config import CONFIGS, SAM2Config
+from .runtime import pick_device, pick_dtype
 
 if TYPE_CHECKING:
     from .model.sam2 import SAM2
@@ -234,13 +235,6 @@ def _quiet_hub() -> Iterator[None]:
 # --------------------------------------------------------------------------- reading
 
 
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
-    line = line if len(line) <= limit else line[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-
 #: lines of torch's weights-only error that advise loading unsafely; never shown
 _UNSAFE_ADVICE = re.compile(r"weights_only|Weights only load failed|trusted source|Check the documentation")
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
@@ -343,7 +337,7 @@ def _read_safetensors(path: Path) -> Any:
     except Exception as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} could not be read: the file is truncated or corrupt "
-            f"({_first_line(exc)})"
+            f"({one_line(exc)})"
         ) from None
 
 
@@ -383,7 +377,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         try:
             config = SAM2Config.from_json(obj["config"])
         except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {str(path)!r} carries an invalid config ({_first_line(exc)})") from None
+            raise CheckpointError(f"checkpoint {str(path)!r} carries an invalid config ({one_line(exc)})") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]  # the official format
     if not isinstance(obj, Mapping):
@@ -538,26 +532,6 @@ def _coerce_config(config: SAM2Config | Mapping[str, Any] | str | os.PathLike[st
     raise TypeError(f"config must be a SAM2Config, a dict or a JSON file path, not {type(config).__name__}")
 
 
-def _pick_device(device: str | torch.device) -> torch.device:
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _pick_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(value, torch.dtype):
-        raise InputError(f"unknown dtype {dtype!r}; use e.g. 'float32' or 'bfloat16'")
-    return value
-
-
 def _listed(items: list[str], limit: int = 3) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -635,15 +609,15 @@ def load_model(
         cfg = _coerce_config(config)
     else:
         cfg = own_config or infer_config(state_dict, source=path)
-    target_dtype = _pick_dtype(dtype)
+    target_dtype = pick_dtype(dtype)
     model = SAM2(cfg)
     check_state_dict(model, state_dict, source=path)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # check_state_dict should have caught it; keep it one line
-        raise CheckpointError(f"checkpoint {str(path)!r} does not fit the model ({_first_line(exc)})") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit the model ({one_line(exc)})") from None
     del state_dict
     model.eval()
     model.requires_grad_(False)
-    return model.to(device=_pick_device(device), dtype=target_dtype)
+    return model.to(device=pick_device(device), dtype=target_dtype)
 

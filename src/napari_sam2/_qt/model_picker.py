@@ -10,7 +10,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 
-from ..batch import default_threads  # all cores but one: the one left keeps napari's UI responsive
+from ..runtime import default_threads  # all cores but one: the one left keeps napari's UI responsive
 from ..errors import InputError
 from .tasks import Progress
 

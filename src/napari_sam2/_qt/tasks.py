@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SAM2Error
+from ..runtime import configure_torch
 
 log = logging.getLogger(__name__)
 
@@ -147,26 +148,11 @@ class _Outcome:
     cancelled: bool = False
 
 
-def set_torch_threads(threads: int | None) -> None:
-    """Flush denormals in this thread and use ``threads`` intra-op threads (process-wide).
-
-    Called in the main thread when the setting changes and at the start of every job in its
-    worker thread (OpenMP reads the thread count per thread, and napari re-uses worker threads).
-    """
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_flush_denormal(True)  # before set_num_threads (see shared ENVIRONMENT notes)
-    if threads is not None and threads >= 1:
-        torch.set_num_threads(int(threads))
-
-
 def _guarded(
     task: Task, job: Generator[Progress, None, Any], threads: int | None
 ) -> Generator[Progress, None, _Outcome]:
     """Run ``job`` to the end, turning cancel and errors into an :class:`_Outcome`."""
-    set_torch_threads(threads)
+    configure_torch(threads)
     try:
         while True:
             if task.cancelled:

@@ -24,7 +24,8 @@ from ..errors import SAM2Error
 from .model_picker import ModelPicker
 from .segmenter import DIRECTIONS, Segmenter
 from .stack import AXIS_KINDS
-from .tasks import Task, TaskRunner, notify, report_error, set_torch_threads
+from ..runtime import configure_torch
+from .tasks import Task, TaskRunner, notify, report_error
 
 _KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
 #: at most this many redraws of the progress bar per second (each redraw recomposes the window)
@@ -206,7 +207,7 @@ class SAM2Widget(Container):
     # ------------------------------------------------------------------ actions
     def _apply_threads(self, *_: Any) -> None:
         self.runner.threads = int(self.model.threads.value)
-        set_torch_threads(self.runner.threads)
+        configure_torch(self.runner.threads)
 
     def start(self) -> None:
         self._apply_threads()

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, one_line
 
 #: suffixes stripped from an input's name to get its stem (``a.ome.tif`` -> ``a``)
 STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npy")
@@ -106,9 +106,9 @@ class _FrameView:
         except MemoryError:
             raise
         except OSError as e:
-            raise InputError(f"input {self._source!r}: frame {t} cannot be read ({_why(e)})") from None
+            raise InputError(f"input {self._source!r}: frame {t} cannot be read ({one_line(e)})") from None
         except Exception as e:  # a strip or chunk that does not decode: the file is damaged
-            why = f"frame {t} cannot be read: the file is damaged ({_why(e)})"
+            why = f"frame {t} cannot be read: the file is damaged ({one_line(e)})"
             raise InputError(f"input {self._source!r}: {why}") from None
 
 
@@ -401,7 +401,7 @@ def read_tiff(path: str | PathLike[str]) -> np.ndarray:
         except MemoryError:
             raise
         except Exception as e:
-            raise InputError(f"input {str(p)!r} cannot be read: the file is damaged ({_why(e)})") from None
+            raise InputError(f"input {str(p)!r} cannot be read: the file is damaged ({one_line(e)})") from None
 
 
 #: what tifffile logs when a file's structure is broken (page list cut short, fewer pages than declared)
@@ -457,7 +457,7 @@ def _check_tiff(path: str | PathLike[str]) -> tuple[str | None, _TiffLayout]:
         except InputError:
             raise
         except Exception as e:
-            why = f"cannot read the TIFF file: it is damaged or not a TIFF ({_why(e)})"
+            why = f"cannot read the TIFF file: it is damaged or not a TIFF ({one_line(e)})"
             raise InputError(f"input {str(p)!r}: {why}") from None
 
 
@@ -546,14 +546,14 @@ def _tiff_array(p: Path, tifffile: Any) -> tuple[Any, Callable[[], None] | None]
     try:
         return tifffile.imread(p), None
     except Exception as e:
-        raise InputError(f"input {str(p)!r}: cannot read the TIFF file ({_why(e)})") from None
+        raise InputError(f"input {str(p)!r}: cannot read the TIFF file ({one_line(e)})") from None
 
 
 def _open_npy(p: Path) -> Any:
     try:
         return np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        why = f"cannot read the .npy file: it is damaged or not a .npy file ({_why(e)})"
+        why = f"cannot read the .npy file: it is damaged or not a .npy file ({one_line(e)})"
         raise InputError(f"input {str(p)!r}: {why}") from None
 
 
@@ -573,7 +573,7 @@ def _open_zarr(
     try:
         node = zarr.open(p, mode="r")
     except Exception as e:
-        raise InputError(f"input {str(p)!r}: cannot open it as zarr ({_why(e)})") from None
+        raise InputError(f"input {str(p)!r}: cannot open it as zarr ({one_line(e)})") from None
     if isinstance(node, zarr.Array):
         return node, None, None, None
     attrs = node.attrs.asdict()
@@ -588,7 +588,3 @@ def _open_zarr(
         "and no OME-Zarr multiscales; pass the array's own path"
     )
 
-
-def _why(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__

@@ -30,6 +30,7 @@ import torch
 
 from ..model.config import CELLS_CONFIG
 from ..model.sam2 import SAM2
+from ..runtime import configure_torch
 from .data import FAST_SPEED, synthetic_clip, synthetic_image_batch
 from .loop import TrainSettings, export_model, train
 
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None, help="start from this model's weights (a new phase)")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    configure_torch(args.threads)
     settings = dataclasses.replace(
         defaults,
         steps=args.steps,

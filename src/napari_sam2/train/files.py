@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError, OutputExistsError, one_line
 from ..model.sam2 import SAM2
 from .finetune import FINETUNE_SETTINGS, LabelledStack, finetune
 from .loop import TrainSettings, export_model
@@ -205,10 +205,8 @@ def _check_run(run: Path, record: dict[str, Any]) -> None:
         if not isinstance(before, dict):
             raise ValueError(f"a JSON {type(before).__name__}, not an object")
     except (ValueError, RecursionError, OSError) as e:  # not "another fine-tune": a damaged record
-        from ..weights import _first_line
-
         raise InputError(
-            f"{old} is damaged ({_first_line(e)}), so the run in {run} cannot be resumed safely; delete (or move away) "
+            f"{old} is damaged ({one_line(e)}), so the run in {run} cannot be resumed safely; delete (or move away) "
             "that folder to start over"
         ) from None
     differ = sorted(k for k in record.keys() | before.keys() if record.get(k) != before.get(k))

@@ -28,6 +28,7 @@ import torch
 
 from ..model.config import SAM2Config
 from ..model.sam2 import SAM2
+from ..runtime import configure_torch
 from .steps import image_step, video_step
 
 __all__ = ["TrainSettings", "export_model", "train"]
@@ -87,8 +88,8 @@ def _resume(last: Path, model: SAM2, opt: torch.optim.Optimizer) -> int:
     :class:`~napari_sam2.errors.CheckpointError` naming it. It is left as it is (it may be
     the only copy of hours of training): the message says how to start over instead.
     """
-    from ..errors import CheckpointError
-    from ..weights import _first_line, _torch_load, check_state_dict
+    from ..errors import CheckpointError, one_line
+    from ..weights import _torch_load, check_state_dict
 
     start_over = f"to start over from step 0, delete (or move away) the run folder {str(last.parent)!r}"
 
@@ -115,7 +116,7 @@ def _resume(last: Path, model: SAM2, opt: torch.optim.Optimizer) -> int:
         opt.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         raise refuse(
-            f"checkpoint {str(last)!r} holds optimiser state for other trained parameters ({_first_line(exc)})"
+            f"checkpoint {str(last)!r} holds optimiser state for other trained parameters ({one_line(exc)})"
         ) from None
     model.load_state_dict(state["model"])
     return step
@@ -149,7 +150,7 @@ def train(
         clips: step seed -> :class:`~napari_sam2.train.data.Clip`, or None (image stage only).
         stop_after_minutes: save and return after this much wall time (resume later).
     """
-    torch.set_flush_denormal(True)
+    configure_torch()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings), indent=2))
