@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import SAM2Error, WeightsUnavailableError
+from ..errors import SAM2Error, WeightsUnavailableError
 
 PROG = "napari-sam2"
 EXIT_FAILED_STACKS = 1
@@ -49,7 +49,7 @@ def _error(message: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .batch import COMPUTE_DTYPES, DIRECTIONS
+    from ..batch import COMPUTE_DTYPES, DIRECTIONS
 
     parser = argparse.ArgumentParser(prog=PROG, description="SAM 2 segmentation without napari.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -168,7 +168,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _threads_here() -> int:
-    from .runtime import default_threads
+    from ..runtime import default_threads
 
     return default_threads()
 
@@ -220,14 +220,14 @@ def _add_segment_image(commands: Any) -> None:
 def _read_image(path: Path):  # -> np.ndarray
     import numpy as np
 
-    from .errors import InputError
+    from ..errors import InputError
 
     if not path.is_file():
         raise SAM2Error(f"image file {str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise InputError(f"image file {str(path)!r} is empty (0 bytes)")
     if path.suffix.lower() in (".tif", ".tiff"):
-        from .io.stacks import read_tiff
+        from ..io.stacks import read_tiff
 
         return read_tiff(path)  # a damaged TIFF raises instead of giving its first page
     try:
@@ -245,13 +245,13 @@ def _read_image(path: Path):  # -> np.ndarray
 
 
 def _model_name(args: argparse.Namespace) -> str:
-    from .weights import default_model
+    from ..weights import default_model
 
     return getattr(args, "model", None) or default_model()
 
 
 def _weights_hint(model: str) -> str:
-    from .weights import REGISTRY, bundled_path, canonical_name
+    from ..weights import REGISTRY, bundled_path, canonical_name
 
     if bundled_path(model) is not None:
         return f"the bundled model {model} is missing from this installation; reinstall napari-sam2"
@@ -267,7 +267,7 @@ def _segment_image(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
-    from . import load_model
+    from .. import load_model
 
     if not args.point and not args.negative and args.box is None:
         _error("give at least one --point, --negative or --box")
@@ -280,7 +280,7 @@ def _segment_image(args: argparse.Namespace) -> int:
         _error(_weights_hint(_model_name(args)))
         return EXIT_ERROR
 
-    from . import ImagePredictor
+    from .. import ImagePredictor
 
     predictor = ImagePredictor(model)
     predictor.set_image(image)
@@ -318,7 +318,7 @@ def _is_our_mask(path: Path) -> bool:
 
 
 def _check_mask_output(args: argparse.Namespace) -> None:
-    from .io.labels import check_output_spares, check_replaceable
+    from ..io.labels import check_output_spares, check_replaceable
 
     inputs = [args.image, args.checkpoint, args.config]
     check_output_spares(args.output, [p for p in inputs if p is not None and p.exists()])
@@ -329,8 +329,8 @@ def _write_mask(path: Path, mask: Any, description: str, *, overwrite: bool) -> 
     """Write the mask TIFF to a temporary file beside ``path``, then rename it into place."""
     import tifffile
 
-    from .errors import OutputExistsError
-    from .io._files import temporary_beside
+    from ..errors import OutputExistsError
+    from ..io._files import temporary_beside
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_beside(path, ".partial.tif")
@@ -357,7 +357,7 @@ def _write_mask(path: Path, mask: Any, description: str, *, overwrite: bool) -> 
 
 
 def _model_spec(args: argparse.Namespace) -> Any:
-    from .batch import ModelSpec
+    from ..batch import ModelSpec
 
     source = str(args.checkpoint.absolute()) if args.checkpoint is not None else _model_name(args)
     config = str(args.config.absolute()) if args.config is not None else None
@@ -365,7 +365,7 @@ def _model_spec(args: argparse.Namespace) -> Any:
 
 
 def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
-    from .batch import SegmentJob
+    from ..batch import SegmentJob
 
     return SegmentJob(
         model=_model_spec(args), axis=args.axis, direction=args.direction, stack_kind=args.stack_kind,
@@ -378,7 +378,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     from dataclasses import replace
 
-    from .batch import segment_steps
+    from ..batch import segment_steps
 
     job = _job_template(
         args, input=str(args.input), prompts=str(args.prompts), output=str(args.output),
@@ -415,7 +415,7 @@ def _batch(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .batch import dask_client, parse_scheduler, plan_jobs, remove_partials, run_batch
+    from ..batch import dask_client, parse_scheduler, plan_jobs, remove_partials, run_batch
 
     start = time.perf_counter()
     kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
@@ -477,8 +477,8 @@ def _print_outcome(outcome: Any, debug: bool) -> None:
 
 def _check_report(path: Path, inputs: list[Any]) -> None:
     """The --report file may replace only an earlier report, never an input of the run."""
-    from .errors import InputError, OutputExistsError
-    from .io.labels import check_output_spares
+    from ..errors import InputError, OutputExistsError
+    from ..io.labels import check_output_spares
 
     try:
         check_output_spares(path, [p for p in inputs if p is not None and os.path.exists(p)])
@@ -497,7 +497,7 @@ def _write_report(path: Path, outcomes: list[Any]) -> None:
     """Write the report atomically (a temporary file renamed into place)."""
     from dataclasses import asdict
 
-    from .io._files import write_text_atomically
+    from ..io._files import write_text_atomically
 
     rows = [{k: v for k, v in asdict(o).items() if k != "traceback"} for o in outcomes]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,7 +508,7 @@ def _write_report(path: Path, outcomes: list[Any]) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .weights import BUNDLED, REGISTRY, bundled_path
+    from ..weights import BUNDLED, REGISTRY, bundled_path
 
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -534,8 +534,8 @@ def _models(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .runtime import configure_torch, pick_dtype
-    from .train.files import FINETUNE_SETTINGS, finetune_files
+    from ..runtime import configure_torch, pick_dtype
+    from ..train.files import FINETUNE_SETTINGS, finetune_files
 
     configure_torch(args.threads or _threads_here())
     settings = replace(FINETUNE_SETTINGS, steps=args.steps, lr=args.lr, seed=args.seed)
