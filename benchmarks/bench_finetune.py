@@ -1,7 +1,7 @@
 """Does fine-tuning teach the model a new appearance? Before/after on held-out membrane stacks.
 
 The shipped model never sees the ``membrane`` style (a bright rim around a dark inside:
-:data:`napari_sam2.data.cells.TRAINING_STYLES` leaves it out). This benchmark
+:data:`napari_sam2.synthetic.TRAINING_STYLES` leaves it out). This benchmark
 
 1. makes ``--train-stacks`` labelled membrane stacks (time-lapses and z-stacks alternately)
    and ``--test-stacks`` held-out ones from other seeds;
@@ -47,7 +47,7 @@ NEW_STYLE = ("membrane",)
 
 def membrane_stacks(kind: str, n: int, frames: int, size: int) -> tuple[list, list[int]]:
     """``n`` labelled membrane stacks: time-lapses and z-stacks alternately, seeded."""
-    from napari_sam2.data.cells import Appearance, cell_timelapse, nuclei_zstack
+    from napari_sam2.synthetic import Appearance, cell_timelapse, nuclei_zstack
 
     stacks, seeds = [], []
     for i in range(n):
@@ -61,7 +61,7 @@ def membrane_stacks(kind: str, n: int, frames: int, size: int) -> tuple[list, li
 
 def old_style_images(n: int, size: int) -> tuple[list, list]:
     """2-D images of the styles the model was trained on (a forgetting check)."""
-    from napari_sam2.data.cells import TRAINING_STYLES, Appearance, cells_image
+    from napari_sam2.synthetic import TRAINING_STYLES, Appearance, cells_image
 
     images, labels = [], []
     for i in range(n):

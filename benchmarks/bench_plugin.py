@@ -72,7 +72,7 @@ def build_model(name: str):
 
 
 def frames_for(n: int, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    from napari_sam2.data.synthetic import fluorescence_timelapse
+    from napari_sam2.synthetic import fluorescence_timelapse
 
     stack = fluorescence_timelapse(n_frames=n, shape=(size, size), n_cells=5, seed=0)
     rows, cols = np.nonzero(stack.labels[0] == 1)

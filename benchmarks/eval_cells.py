@@ -60,7 +60,7 @@ SPLIT_OFFSET = {"test": 0, "validation": 1_000_000}
 def held_out_images(
     n: int, size: int, styles: tuple[str, ...], split: str = "test"
 ) -> tuple[list, list, list[int], list[str]]:
-    from napari_sam2.data.cells import Appearance, cells_image
+    from napari_sam2.synthetic import Appearance, cells_image
 
     images, labels, seeds, looks = [], [], [], []
     for i in range(n):
@@ -75,7 +75,7 @@ def held_out_images(
 
 
 def held_out_stacks(kind: str, n: int, frames: int, size: int, split: str = "test") -> tuple[list, list[int]]:
-    from napari_sam2.data.cells import cell_timelapse, nuclei_zstack
+    from napari_sam2.synthetic import cell_timelapse, nuclei_zstack
 
     make = cell_timelapse if kind == "timelapse" else nuclei_zstack
     seeds = [SEED_BASE + SPLIT_OFFSET[split] + SEED_OFFSET[kind] + i for i in range(n)]
@@ -147,7 +147,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from napari_sam2.data.cells import TRAINING_STYLES
+    from napari_sam2.synthetic import TRAINING_STYLES
     from napari_sam2.train.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
 
     styles = tuple(args.styles.split(",")) if args.styles else TRAINING_STYLES

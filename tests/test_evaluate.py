@@ -206,7 +206,7 @@ def test_lost_frames_counts_dropped_and_spilled_frames():
 
 
 def test_frames_past_division_are_those_a_division_separates_from_the_click():
-    from napari_sam2.data.cells import divisions
+    from napari_sam2.synthetic import divisions
     from napari_sam2.train.evaluate import frames_past_division
 
     labels = np.zeros((8, 40, 40), dtype=np.uint16)

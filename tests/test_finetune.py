@@ -17,7 +17,7 @@ import tifffile
 import torch
 
 from napari_sam2 import load_model
-from napari_sam2.data.cells import cell_timelapse, cells_image
+from napari_sam2.synthetic import cell_timelapse, cells_image
 from napari_sam2.errors import InputError
 from napari_sam2.io import write_labels
 from napari_sam2.model.sam2 import SAM2

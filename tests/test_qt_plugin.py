@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_sam2._qt.widget import SAM2Widget
-from napari_sam2.data.synthetic import fluorescence_timelapse, nuclei_stack
+from napari_sam2.synthetic import fluorescence_timelapse, nuclei_stack
 
 from .qt_support import click, make_widget, notes, small_model  # noqa: F401
 

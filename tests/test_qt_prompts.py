@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_sam2._qt import prompt_layers as pl
-from napari_sam2.data.synthetic import nuclei_stack
+from napari_sam2.synthetic import nuclei_stack
 from napari_sam2.io import read_labels
 
 from .qt_support import clip, click, goto, make_widget, mouse_click, notes, plane, small_model  # noqa: F401

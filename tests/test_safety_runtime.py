@@ -131,7 +131,7 @@ def test_segment_refuses_a_malicious_checkpoint_in_one_line(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def finetune_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A random-weight model and one labelled 8-frame time-lapse (as tests/test_finetune.py)."""
-    from napari_sam2.data.cells import cell_timelapse
+    from napari_sam2.synthetic import cell_timelapse
     from napari_sam2.model.sam2 import SAM2
     from napari_sam2.train.loop import export_model
 

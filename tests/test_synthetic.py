@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_sam2.data.cells import divisions
-from napari_sam2.data.synthetic import Appearance, cell_timelapse, cells_image, nuclei_zstack
+from napari_sam2.synthetic import Appearance, cell_timelapse, cells_image, divisions, nuclei_zstack
 
 
 def test_images_are_seeded_and_labelled():

@@ -211,7 +211,7 @@ def _clip_before_ending_clips(image, labels, size, length, max_objects, rng):
 
 def test_default_clips_are_the_clips_of_before():
     """The shipped model's run record still describes the code: same data, same rng stream."""
-    from napari_sam2.data.cells import nuclei_zstack
+    from napari_sam2.synthetic import nuclei_zstack
 
     stack = nuclei_zstack(12, (64, 64), seed=3)
     for seed in range(4):

@@ -1,4 +1,4 @@
-"""napari sample data (``File > Open Sample > SAM 2``), from :mod:`napari_sam2.data.synthetic`.
+"""napari sample data (``File > Open Sample > SAM 2``), from :mod:`napari_sam2.synthetic`.
 
 Each sample is the image with its physical scale, plus the ground-truth labels (hidden) to
 compare SAM 2's masks with.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data.synthetic import Appearance, SyntheticStack, cell_timelapse, nuclei_zstack
+from .synthetic import Appearance, SyntheticStack, cell_timelapse, nuclei_zstack
 
 #: the samples' fixed look: fluorescent nuclei, the shipped model's home ground
 _LOOK = Appearance(style="nucleus", brightness=(350.0, 900.0), background=60.0, texture=0.15, blur=1.2)

@@ -1,7 +1,7 @@
 """Train the shipped model: ``python -m napari_sam2.train --out runs/cells``.
 
 The model (``CELLS_CONFIG``) starts from random weights (seeded) and learns from fresh
-synthetic images and clips at every step (:mod:`napari_sam2.data.cells`). Re-running the
+synthetic images and clips at every step (:mod:`napari_sam2.synthetic`). Re-running the
 same command resumes; ``--minutes`` stops early (resumable) to split a run over sessions.
 The final fp16 weights are written to ``OUT/model.pt``.
 

@@ -1,6 +1,6 @@
 """Training batches: 2-D images with objects, and short clips with objects to track.
 
-Batches are built from labelled arrays, so synthetic data (:mod:`napari_sam2.data.cells`)
+Batches are built from labelled arrays, so synthetic data (:mod:`napari_sam2.synthetic`)
 and a user's own stacks (:mod:`napari_sam2.train.finetune`) feed the same training steps.
 Images go through the engine's preprocessing (percentile window, resize, ImageNet
 normalisation), plus augmentation: flips, 90-degree turns, gamma and contrast changes.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.cells import cell_timelapse, cells_image, divisions, nuclei_zstack
+from ..synthetic import cell_timelapse, cells_image, divisions, nuclei_zstack
 from ..engine.preprocess import normalise, percentile_window, to_unit_rgb
 from ..model.sam2 import ImageFeatures
 
@@ -200,7 +200,7 @@ def _division_window(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(frame indices, their labels at model size, picked ids) of a forward window in which
     the first picked object divides: a new id is born touching it on a later frame of the
-    window (:func:`~napari_sam2.data.cells.cell_timelapse` gives the daughter a new id and
+    window (:func:`~napari_sam2.synthetic.cell_timelapse` gives the daughter a new id and
     the mother, who stays in place, keeps hers); None if no window has one.
 
     Every (window, mother) is a candidate and one is drawn uniformly.

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.cells import divisions as find_divisions
+from ..synthetic import divisions as find_divisions
 from ..engine.image import ImagePredictor
 from ..engine.session import VideoSession
 from ..model.sam2 import SAM2
@@ -377,7 +377,7 @@ def frames_past_division(labels: np.ndarray, obj: int, click_frame: int) -> np.n
     """(T,) bool: the frames a division separates from ``click_frame`` in ``obj``'s track.
 
     A division is read from the labels as a new id born touching its mother (as
-    :func:`~napari_sam2.data.cells.cell_timelapse` writes them: the mother keeps her id).
+    :func:`~napari_sam2.synthetic.cell_timelapse` writes them: the mother keeps her id).
     Past a division of ``obj`` the tracker must keep to the mother and leave the bud;
     before ``obj``'s own birth as a bud, it must not follow her mother. A diagnostic:
     :func:`evaluate_tracking` reports the mean IoU on these frames and on the others.
@@ -425,7 +425,7 @@ def evaluate_tracking(
         A SAM 2.
     stacks
         (image, labels) pairs of (T, H, W) arrays, or objects with ``.image`` and
-        ``.labels`` (e.g. :class:`~napari_sam2.data.synthetic.SyntheticStack`).
+        ``.labels`` (e.g. :class:`~napari_sam2.synthetic.SyntheticStack`).
     objects_per_stack, min_area
         How many objects per stack, and the smallest largest-slice area (pixels) an
         object may have.

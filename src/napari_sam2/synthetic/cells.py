@@ -1,6 +1,6 @@
 """Randomised synthetic microscopy with ground truth, for training and evaluating SAM 2.
 
-Three generators share one renderer:
+Three generators share one renderer (:mod:`~napari_sam2.synthetic.render`):
 
 * :func:`cells_image` -- one 2-D field of cells or nuclei,
 * :func:`cell_timelapse` -- cells moving in time: drift, deformation, divisions, cells
@@ -22,222 +22,16 @@ Object styles:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = [
-    "STYLES",
-    "TRAINING_STYLES",
-    "Appearance",
-    "SyntheticImage",
-    "cell_timelapse",
-    "cells_image",
-    "divisions",
-    "nuclei_zstack",
-]
+from .appearance import TRAINING_STYLES, Appearance
+from .render import _Blob, _camera, _harmonics, _illumination, _place, _random_blob, _render, _spots, _texture
+from .samples import SyntheticImage, SyntheticStack
 
-STYLES = ("nucleus", "cell", "membrane", "inverted")
-#: the styles the shipped model is trained on (``membrane`` is kept back as a "new look")
-TRAINING_STYLES = ("nucleus", "cell", "inverted")
-_STYLE_WEIGHT = {"nucleus": 0.45, "cell": 0.3, "membrane": 0.3, "inverted": 0.2}
-
-
-@dataclass(frozen=True)
-class SyntheticImage:
-    """A 2-D image ``(Y, X)`` uint16 and its instance ``labels`` ``(Y, X)`` uint16 (0 = background)."""
-
-    image: np.ndarray
-    labels: np.ndarray
-
-
-@dataclass(frozen=True)
-class Appearance:
-    """How a synthetic sample looks (all intensities in photon counts)."""
-
-    style: str = "nucleus"
-    brightness: tuple[float, float] = (300.0, 900.0)  # range of per-object brightness
-    background: float = 60.0  # mean background level
-    unevenness: float = 0.5  # strength of the uneven illumination
-    texture: float = 0.15  # multiplicative texture amplitude
-    spots: float = 0.3  # bright spots (nucleoli, vesicles) amplitude
-    blur: float = 1.2  # optical blur sigma, pixels
-    read_noise: float = 6.0  # Gaussian read noise, counts
-    gain: float = 1.0  # photons per count: > 1 means less shot noise
-    irregularity: float = 0.08  # boundary roughness (radial harmonics amplitude)
-
-    @staticmethod
-    def sample(rng: np.random.Generator, styles: tuple[str, ...] = TRAINING_STYLES) -> "Appearance":
-        """A random appearance of one of ``styles``."""
-        bad = sorted(set(styles) - set(STYLES))
-        if bad or not styles:
-            raise ValueError(f"unknown styles {bad}; known: {', '.join(STYLES)}")
-        weights = np.array([_STYLE_WEIGHT[s] for s in styles])
-        style = styles[int(rng.choice(len(styles), p=weights / weights.sum()))]
-        low = float(np.exp(rng.uniform(np.log(40.0), np.log(1500.0))))
-        contrast = float(np.exp(rng.uniform(np.log(1.3), np.log(4.0))))
-        return Appearance(
-            style=style,
-            brightness=(low * 0.6, low * 1.4),
-            background=float(low / contrast),
-            unevenness=float(rng.uniform(0.0, 0.9)),
-            texture=float(rng.uniform(0.03, 0.35)),
-            spots=float(rng.uniform(0.0, 0.6)),
-            blur=float(rng.uniform(0.5, 2.2)),
-            read_noise=float(rng.uniform(0.5, 0.15 * low)),
-            gain=float(np.exp(rng.uniform(np.log(0.3), np.log(8.0)))),
-            irregularity=float(rng.uniform(0.0, 0.18)),
-        )
-
-
-# --------------------------------------------------------------------------- objects
-
-
-@dataclass
-class _Blob:
-    """One object's 2-D shape at one instant (a deformed ellipse)."""
-
-    cy: float
-    cx: float
-    ry: float
-    rx: float
-    angle: float
-    harm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # rows: (k, amplitude, phase)
-    brightness: float = 1.0
-    nucleus: tuple[float, float, float] = (0.0, 0.0, 0.5)  # (dy, dx, size) of the inner nucleus
-
-
-def _harmonics(rng: np.random.Generator, amount: float) -> np.ndarray:
-    ks = np.arange(2, 6, dtype=np.float64)
-    amp = amount * rng.uniform(0, 1, size=ks.size) / ks
-    return np.stack([ks, amp, rng.uniform(0, 2 * np.pi, size=ks.size)], axis=1)
-
-
-def _radius2(blob: _Blob, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Normalised squared radius (1 on the boundary) of ``blob`` at the given pixel grids."""
-    dy, dx = yy - blob.cy, xx - blob.cx
-    c, s = np.cos(blob.angle), np.sin(blob.angle)
-    u = (dy * c + dx * s) / blob.ry
-    v = (-dy * s + dx * c) / blob.rx
-    r2 = u * u + v * v
-    if blob.harm.size:
-        theta = np.arctan2(v, u)
-        scale = 1.0 + sum(a * np.cos(k * theta + p) for k, a, p in blob.harm)
-        r2 = r2 / np.maximum(scale, 0.3) ** 2
-    return r2
-
-
-def _render(
-    blobs: list[tuple[int, _Blob]],
-    shape: tuple[int, int],
-    look: Appearance,
-    texture: np.ndarray,
-    spots: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw objects in list order (later ones cover earlier ones): clean float image, labels."""
-    h, w = shape
-    clean = np.zeros(shape, dtype=np.float32)
-    labels = np.zeros(shape, dtype=np.uint16)
-    for label, b in blobs:
-        reach = 1.4 * max(b.ry, b.rx) + 2
-        y0, y1 = max(int(b.cy - reach), 0), min(int(b.cy + reach) + 1, h)
-        x0, x1 = max(int(b.cx - reach), 0), min(int(b.cx + reach) + 1, w)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        r2 = _radius2(b, yy, xx)
-        inside = r2 <= 1.0
-        if not inside.any():
-            continue
-        tex = texture[y0:y1, x0:x1]
-        spot = spots[y0:y1, x0:x1]
-        if look.style == "membrane":
-            profile = 0.12 + 0.88 * np.exp(-(((1.0 - np.sqrt(r2)) / 0.12) ** 2))
-        elif look.style == "cell":
-            ny, nx, ns = b.nucleus
-            nucleus = _radius2(replace(b, cy=b.cy + ny * b.ry, cx=b.cx + nx * b.rx, ry=ns * b.ry, rx=ns * b.rx), yy, xx)
-            profile = 0.35 * (1.0 - 0.2 * r2) + 0.65 * np.clip(1.2 - nucleus, 0, 1)
-        else:  # nucleus / inverted: filled, brighter in the middle, darker at the rim
-            profile = 1.0 - 0.35 * r2
-        value = b.brightness * profile * tex * (1.0 + spot)
-        region_c = clean[y0:y1, x0:x1]
-        region_l = labels[y0:y1, x0:x1]
-        region_c[inside] = value[inside]
-        region_l[inside] = label
-    return clean, labels
-
-
-def _illumination(rng: np.random.Generator, shape: tuple[int, int], unevenness: float) -> np.ndarray:
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    gy, gx = rng.uniform(-0.5, 0.5, size=2) * unevenness
-    plane = 1.0 + gy * (yy / h - 0.5) + gx * (xx / w - 0.5)
-    cy, cx = rng.uniform(0.0, 1.0, size=2) * (h, w)
-    blob = np.exp(-(((yy - cy) / (0.7 * h)) ** 2 + ((xx - cx) / (0.7 * w)) ** 2))
-    return np.clip(plane + unevenness * (blob - 0.5), 0.2, None).astype(np.float32)
-
-
-def _texture(rng: np.random.Generator, shape: tuple[int, ...], amount: float) -> np.ndarray:
-    sigma = float(rng.uniform(0.8, 2.5))
-    noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
-    noise /= noise.std() + 1e-6
-    return np.clip(1.0 + amount * noise, 0.2, None)
-
-
-def _spots(rng: np.random.Generator, shape: tuple[int, ...], amount: float) -> np.ndarray:
-    if amount <= 0:
-        return np.zeros(shape, dtype=np.float32)
-    size = int(np.prod(shape))
-    field_ = np.zeros(size, dtype=np.float32)
-    n = max(1, size // 400)
-    field_[rng.integers(0, size, n)] = 1.0
-    field_ = ndimage.gaussian_filter(field_.reshape(shape), 1.5)
-    return amount * field_ / (field_.max() + 1e-6)
-
-
-def _camera(
-    rng: np.random.Generator, clean: np.ndarray, look: Appearance, illumination: np.ndarray, foreground: np.ndarray
-) -> np.ndarray:
-    """Background, blur, shot and read noise -> uint16 (works on (Y, X) and (N, Y, X))."""
-    if look.style == "inverted":  # absorbing objects: dark on a bright field
-        lit = (look.background + look.brightness[1] - clean * foreground) * illumination
-    else:
-        lit = (look.background + clean) * illumination
-    sigma = (0,) * (clean.ndim - 2) + (look.blur, look.blur)
-    blurred = ndimage.gaussian_filter(lit, sigma=sigma)
-    counts = rng.poisson(np.clip(blurred * look.gain, 0, 1e7)).astype(np.float32) / look.gain
-    counts += rng.normal(0.0, look.read_noise, size=counts.shape).astype(np.float32)
-    return np.clip(counts, 0, 65535).astype(np.uint16)
-
-
-def _random_blob(rng: np.random.Generator, cy: float, cx: float, radius: float, look: Appearance) -> _Blob:
-    elong = float(np.exp(rng.normal(0.0, 0.25)))
-    return _Blob(
-        cy=cy,
-        cx=cx,
-        ry=radius * elong,
-        rx=radius / elong,
-        angle=float(rng.uniform(0, np.pi)),
-        harm=_harmonics(rng, look.irregularity),
-        brightness=float(rng.uniform(*look.brightness)),
-        nucleus=(float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.25, 0.25)), float(rng.uniform(0.35, 0.6))),
-    )
-
-
-def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], radius: tuple[float, float], touching: float):
-    """Centres and radii of ``n`` objects; ``touching`` in [0, 1] lets neighbours overlap more."""
-    h, w = shape
-    out: list[tuple[float, float, float]] = []
-    for _ in range(20 * n):
-        if len(out) == n:
-            break
-        r = float(np.exp(rng.uniform(np.log(radius[0]), np.log(radius[1]))))
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ok = all(np.hypot(cy - y, cx - x) > (1.0 - 0.35 * touching) * (r + q) for y, x, q in out)
-        if ok:
-            out.append((cy, cx, r))
-    return out
+__all__ = ["cell_timelapse", "cells_image", "divisions", "nuclei_zstack"]
 
 
 # --------------------------------------------------------------------------- 2-D
@@ -302,7 +96,7 @@ def cell_timelapse(
     leave: bool = True,
     blinking: bool = True,
     speed: float | None = None,
-):
+) -> SyntheticStack:
     """Cells moving through time with their tracks as labels.
 
     Each cell drifts with a persistent random velocity, rotates and deforms (its axes and
@@ -313,10 +107,8 @@ def cell_timelapse(
     Cells are drawn in a fixed depth order, so one passing over another hides it. With
     ``blinking`` a cell may dim to 20-50% for a few frames.
 
-    Returns a :class:`~napari_sam2.data.synthetic.SyntheticStack` with ``axes = "tyx"``.
+    Returns a :class:`~napari_sam2.synthetic.SyntheticStack` with ``axes = "tyx"``.
     """
-    from .synthetic import SyntheticStack
-
     if n_frames < 1 or min(shape) < 16:
         raise ValueError("need n_frames >= 1 and frames of at least 16 x 16 pixels")
     rng = np.random.default_rng(seed)
@@ -436,15 +228,13 @@ def nuclei_zstack(
     appearance: Appearance | None = None,
     styles: tuple[str, ...] = ("nucleus", "inverted"),
     anisotropy: float | None = None,
-):
+) -> SyntheticStack:
     """Ellipsoidal nuclei in a z-stack sampled with anisotropic voxels.
 
     ``anisotropy`` is the z step over the pixel size (default: random in 1-4). Nuclei are
     randomly oriented, irregular ellipsoids, some touching; out-of-focus light blurs along
-    z. Returns a :class:`~napari_sam2.data.synthetic.SyntheticStack` (``axes = "zyx"``).
+    z. Returns a :class:`~napari_sam2.synthetic.SyntheticStack` (``axes = "zyx"``).
     """
-    from .synthetic import SyntheticStack
-
     if n_slices < 1 or min(shape) < 16:
         raise ValueError("need n_slices >= 1 and slices of at least 16 x 16 pixels")
     rng = np.random.default_rng(seed)

@@ -1,60 +1,20 @@
-"""Seeded synthetic fluorescence microscopy with ground truth: images, time-lapses, z-stacks.
+"""Two simple fixed-look stacks the tests and benchmarks use.
 
-Small and fast (numpy + scipy only). Two families live here:
-
-* the randomised generators the shipped model is trained and evaluated on (defined in
-  :mod:`napari_sam2.data.cells`, re-exported here): :func:`cells_image`,
-  :func:`cell_timelapse` (drift, deformation, divisions, cells leaving and re-entering,
-  occlusion, blinking) and :func:`nuclei_zstack` (anisotropic ellipsoids), each with a
-  random or fixed :class:`Appearance`; the plugin's sample data uses them;
-* :func:`fluorescence_timelapse` and :func:`nuclei_stack`: simpler fixed-look stacks the
-  tests and benchmarks use.
-
-Every function takes a ``seed`` and returns the same data for the same arguments.
+:func:`fluorescence_timelapse` (cells drifting and deforming) and :func:`nuclei_stack`
+(ellipsoidal nuclei in a z-stack): one look each, few knobs, cheap to make. The randomised
+generators the shipped model is trained and evaluated on are in
+:mod:`napari_sam2.synthetic.cells`. Every function takes a ``seed`` and returns the same
+data for the same arguments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
-__all__ = [
-    "STYLES",
-    "TRAINING_STYLES",
-    "Appearance",
-    "SyntheticImage",
-    "SyntheticStack",
-    "cell_timelapse",
-    "cells_image",
-    "fluorescence_timelapse",
-    "nuclei_stack",
-    "nuclei_zstack",
-]
+from .samples import SyntheticStack
 
-
-@dataclass(frozen=True)
-class SyntheticStack:
-    """A synthetic image stack and its instance labels.
-
-    Attributes
-    ----------
-    image : np.ndarray
-        (N, Y, X) uint16 intensities; N is time or z (see ``axes``).
-    labels : np.ndarray
-        (N, Y, X) uint16 instance labels, 0 = background, object ``k`` keeps id ``k`` on every
-        slice it appears on.
-    scale : tuple of float
-        Physical pixel size per axis (e.g. ``(2.0, 0.5, 0.5)`` µm for an anisotropic z-stack).
-    axes : str
-        ``"tyx"`` or ``"zyx"``.
-    """
-
-    image: np.ndarray
-    labels: np.ndarray
-    scale: tuple[float, float, float]
-    axes: str
+__all__ = ["fluorescence_timelapse", "nuclei_stack"]
 
 
 def _background(rng: np.random.Generator, shape: tuple[int, int], level: float) -> np.ndarray:
@@ -227,5 +187,3 @@ def nuclei_stack(
         axes="zyx",
     )
 
-
-from .cells import STYLES, TRAINING_STYLES, Appearance, SyntheticImage, cell_timelapse, cells_image, nuclei_zstack  # noqa: E402
