@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_sam2 import load_model
-from napari_sam2.engine.session import FrameResult, VideoSession
+from napari_sam2.engine.results import FrameResult
+from napari_sam2.engine.session import VideoSession
 from napari_sam2.errors import InputError
 
 from .parity import FIXTURES
@@ -193,6 +194,20 @@ def test_label_image_gives_each_pixel_the_strongest_object():
     np.testing.assert_array_equal(r.label_image(), [[4, 9, 4]])
     none = FrameResult(frame=0, obj_ids=[4], logits=-np.ones((1, 2, 2), np.float32))
     assert not none.label_image().any()
+
+
+def test_a_lazy_result_labels_as_its_full_resolution_logits():
+    import torch
+
+    rng = np.random.default_rng(0)
+    low = [torch.from_numpy(rng.normal(size=(16, 16)).astype(np.float32)) for _ in range(3)]
+    low[1] = torch.maximum(low[0], low[1])  # ties and near-ties with object 0 where it is strongest
+    parts = dict(low_res=[low[0], low[1], None, low[2]], hw=(37, 50))
+    labels = FrameResult(2, [5, 3, 8, 11], **parts).label_image()  # object by object, never (O, H, W)
+    full = FrameResult(2, [5, 3, 8, 11], logits=FrameResult(2, [5, 3, 8, 11], **parts).logits)
+    assert full.hw == (37, 50) and (full.logits[2] == -1024).all()  # no output for object 8 here
+    np.testing.assert_array_equal(labels, full.label_image())  # argmax over the full-resolution logits
+    assert set(np.unique(labels)) == {0, 3, 5, 11}
 
 
 def test_mask_prompt_is_reproduced_on_its_frame(session):

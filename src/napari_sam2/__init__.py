@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .engine.image import ImagePredictor
-    from .engine.session import FrameResult, VideoSession
+    from .engine.results import FrameResult
+    from .engine.session import VideoSession
     from .weights import load_model
 
 # public name -> module that defines it
@@ -23,7 +24,7 @@ _LAZY = {
     "load_model": "napari_sam2.weights",
     "ImagePredictor": "napari_sam2.engine.image",
     "VideoSession": "napari_sam2.engine.session",
-    "FrameResult": "napari_sam2.engine.session",
+    "FrameResult": "napari_sam2.engine.results",
 }
 
 __all__ = ["FrameResult", "ImagePredictor", "VideoSession", "__version__", "load_model"]

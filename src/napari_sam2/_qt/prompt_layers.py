@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import Prompt, napari_to_xy, xy_to_napari
-from ..io._prompt import clip_box
+from ..prompt import clip_box, inside
 from .stack import StackSpec
 from .viewer_layers import unique_name
 
@@ -136,11 +136,6 @@ def _column(layer: Any, name: str, default: Any, dtype: Any) -> np.ndarray:
     return np.full(len(layer.data), default, dtype=dtype)
 
 
-def _inside(x: float, y: float, hw: tuple[int, int]) -> bool:
-    h, w = hw
-    return -0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5
-
-
 def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
     """All prompts of the Points and Shapes layers, one per (frame, object); see the module doc."""
     out = PromptSet()
@@ -156,7 +151,7 @@ def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
             if objs[i] < 1:
                 out.problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
                 continue
-            if not 0 <= frames[i] < spec.n_frames or not _inside(*xy[i], spec.hw):
+            if not 0 <= frames[i] < spec.n_frames or not inside(*xy[i], spec.hw):
                 out.problems.append(f"{where} lies outside the image {spec.layer_name!r} (skipped)")
                 continue
             pts, labs = clicks.setdefault((int(frames[i]), int(objs[i])), ([], []))

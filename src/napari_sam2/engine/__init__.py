@@ -3,6 +3,7 @@
 from .features import FeatureCache
 from .frames import FrameSource
 from .image import ImagePredictor
-from .session import FrameResult, VideoSession
+from .results import FrameResult
+from .session import VideoSession
 
 __all__ = ["FeatureCache", "FrameResult", "FrameSource", "ImagePredictor", "VideoSession"]

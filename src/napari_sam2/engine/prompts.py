@@ -1,4 +1,8 @@
-"""Validation of click and box prompts in image pixel coordinates (x, y)."""
+"""Loose prompt arrays (as the official predictors take them) checked and made into a :class:`Prompt`.
+
+The bounds rule is :func:`napari_sam2.prompt.inside`; this module only adds the friendly
+messages for arrays of the wrong kind or shape (text, ``None``, ragged lists).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-
-
-def _inside(x: np.ndarray, y: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Pixel i covers [i - 0.5, i + 0.5]: the image spans [-0.5, W - 0.5] x [-0.5, H - 0.5]."""
-    h, w = hw
-    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+from ..prompt import Prompt, inside
 
 
 def as_numbers(value: Any, name: str, shape: str) -> np.ndarray:
@@ -50,9 +49,9 @@ def check_points(coords: Any, labels: Any, hw: tuple[int, int]) -> tuple[np.ndar
         raise InputError("point_coords contains NaN or infinite values")
     if not np.isin(lab, (0, 1)).all():
         raise InputError(f"point_labels must be 1 (object) or 0 (background), got {np.unique(lab).tolist()}")
-    inside = _inside(pts[:, 0], pts[:, 1], hw)
-    if not inside.all():
-        bad = pts[~inside][0]
+    ok = inside(pts[:, 0], pts[:, 1], hw)
+    if not ok.all():
+        bad = pts[~ok][0]
         raise InputError(
             f"point (x={bad[0]:g}, y={bad[1]:g}) is outside the image "
             f"(width {hw[1]}, height {hw[0]}); points are (x, y) pixels"
@@ -72,8 +71,30 @@ def check_box(box: Any, hw: tuple[int, int]) -> np.ndarray | None:
     x0, y0, x1, y1 = b
     if x1 <= x0 or y1 <= y0:
         raise InputError(f"box must have x0 < x1 and y0 < y1, got x0={x0:g}, y0={y0:g}, x1={x1:g}, y1={y1:g}")
-    if not _inside(b[[0, 2]], b[[1, 3]], hw).all():
+    if not inside(b[[0, 2]], b[[1, 3]], hw).all():
         raise InputError(
             f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the image (width {hw[1]}, height {hw[0]})"
         )
     return b.astype(np.float32)
+
+
+def loose_prompt(
+    frame: int, obj_id: int, points: Any, labels: Any, box: Any, mask: Any, hw: tuple[int, int]
+) -> Prompt:
+    """The :class:`Prompt` of loose ``points``/``labels``/``box``/``mask`` arguments, checked against ``hw``."""
+    if mask is not None:
+        if points is not None or labels is not None or box is not None:
+            raise InputError("give either a mask or points/box for one frame, not both")
+        m = np.asarray(mask)
+        if m.shape != tuple(hw):
+            raise InputError(f"mask must have the frame's shape {tuple(hw)}, got {m.shape}")
+        if m.dtype != np.bool_ and not np.isin(np.unique(m), (0, 1)).all():
+            raise InputError("mask must be boolean (or 0/1)")
+        if not m.any():
+            raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
+        return Prompt(frame=frame, obj_id=obj_id, points_xy=None, labels=None, box=None, mask=m.astype(bool))
+    pts, labs = check_points(points, labels, hw)
+    b = check_box(box, hw)
+    if pts is None and b is None:
+        raise InputError("the prompt is empty: give points with labels, a box, or a mask")
+    return Prompt(frame=frame, obj_id=obj_id, points_xy=pts, labels=labs, box=b)

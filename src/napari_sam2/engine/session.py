@@ -11,7 +11,6 @@ dataclasses (``engine.memory``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,52 +19,20 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-from ..model.sam2 import NO_OBJ_SCORE, SAM2, ImageFeatures, TrackOutput
+from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
+from ..prompt import Prompt
 from .features import FeatureCache
 from .frames import FrameSource
 from .holes import fill_holes
 from .memory import FrameOutput, ObjectTrack, OutputStore, PointPrompt
 from .precision import autocast
-from .prompts import check_box, check_points
+from .prompts import loose_prompt
+from .results import FrameResult
 from .tracking import condition_on_memory
 
 #: mask-input logits are clamped to this range when a click refines an existing mask
 _PREV_LOGIT_CLAMP = 32.0
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """All objects' masks on one frame.
-
-    Attributes:
-        frame: frame index.
-        obj_ids: object ids, in the order of the first axis of ``logits``.
-        logits: (O, H, W) float32 mask logits at the input's resolution; objects
-            without an output on this frame hold -1024.
-    """
-
-    frame: int
-    obj_ids: list[int]
-    logits: np.ndarray
-
-    @property
-    def masks(self) -> np.ndarray:
-        """(O, H, W) bool masks (logit > 0)."""
-        return self.logits > 0
-
-    def label_image(self, dtype: Any = np.uint32) -> np.ndarray:
-        """(H, W) label image: each pixel gets the id of the object with the highest
-        positive logit there, 0 where no object's logit is positive."""
-        h, w = self.logits.shape[1:]
-        out = np.zeros((h, w), dtype=dtype)
-        if not self.obj_ids:
-            return out
-        best = self.logits.argmax(axis=0)
-        positive = self.logits.max(axis=0) > 0
-        ids = np.asarray(self.obj_ids, dtype=dtype)
-        out[positive] = ids[best[positive]]
-        return out
 
 
 class VideoSession:
@@ -155,48 +122,67 @@ class VideoSession:
         self.close()
 
     # ------------------------------------------------------------------ prompts
-    @torch.inference_mode()
     def add_prompt(
         self,
-        frame: int,
-        obj_id: int,
+        frame: int | None = None,
+        obj_id: int | None = None,
         points: Any = None,
         labels: Any = None,
         box: Any = None,
         mask: Any = None,
+        *,
+        prompt: Prompt | None = None,
+        refine: bool = True,
     ) -> FrameResult:
-        """Replace ``obj_id``'s prompts on ``frame`` and return that frame's result.
+        """Replace an object's prompts on one frame and return that frame's result.
 
-        Arguments:
-            frame: frame index.
-            obj_id: object id (any int >= 0); a new id starts a new object.
-            points: (N, 2) clicks as (x, y) pixels; labels: (N,) 1 object / 0 background.
-            box: x0, y0, x1, y1 in pixels (may be combined with points).
-            mask: (H, W) boolean mask (not combined with points or box).
+        Parameters
+        ----------
+        prompt : Prompt
+            The clicks, box or mask of ``prompt.obj_id`` on ``prompt.frame``, in image pixels
+            ``(x, y)``; a new object id starts a new object.
+        refine : bool, default True
+            SAM 2's rule: clicks on a frame that already has this object's mask refine that
+            mask (it is the decoder's mask input). False decodes the prompt afresh, as on a
+            new object: the mask is then a function of this prompt alone (replayable).
+        frame, obj_id, points, labels, box, mask
+            Instead of ``prompt``, its parts as loose arrays (as the official predictor takes
+            them): ``points`` (N, 2) ``(x, y)`` with ``labels`` (N,) 1 object / 0 background,
+            ``box`` ``x0, y0, x1, y1`` (may be combined with points), or ``mask`` (H, W) bool.
+
+        Returns
+        -------
+        FrameResult
+            Every object's masks on that frame (full resolution made only when read).
         """
-        self._check_frame(frame)
-        obj_id = self._check_obj_id(obj_id)
+        if prompt is None:
+            self._check_frame(frame)
+            prompt = loose_prompt(frame, self._check_obj_id(obj_id), points, labels, box, mask, self.hw)  # type: ignore[arg-type]
+        elif frame is not None or obj_id is not None or any(a is not None for a in (points, labels, box, mask)):
+            raise InputError("give a Prompt or its loose parts (frame, obj_id, points, ...), not both")
+        else:
+            self._check_frame(prompt.frame)
+            prompt.check(self.hw)
+        with torch.inference_mode():
+            return self._add(prompt, refine)
+
+    def _add(self, prompt: Prompt, refine: bool) -> FrameResult:
+        frame, obj_id = prompt.frame, prompt.obj_id
         h, w = self.hw
         s = self.model.config.image_size
         device = self.model.device
         point_prompt: PointPrompt | None = None
         mask_prompt: torch.Tensor | None = None
-        if mask is not None:
-            if points is not None or box is not None:
-                raise InputError("give either a mask or points/box for one frame, not both")
-            mask_prompt = self._mask_prompt(mask)
+        if prompt.mask is not None:
+            mask_prompt = self._mask_prompt(prompt.mask)
         else:
-            pts, labs = check_points(points, labels, (h, w))
-            b = check_box(box, (h, w))
-            if pts is None and b is None:
-                raise InputError("the prompt is empty: give points with labels, a box, or a mask")
             coords, labs_all = [], []
-            if b is not None:
-                coords.append(b.reshape(2, 2))
+            if prompt.box is not None:
+                coords.append(prompt.box.reshape(2, 2))
                 labs_all.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=np.int32))
-            if pts is not None and labs is not None:
-                coords.append(pts)
-                labs_all.append(labs)
+            if prompt.points_xy is not None and prompt.labels is not None:
+                coords.append(prompt.points_xy)
+                labs_all.append(prompt.labels)
             xy = torch.from_numpy(np.concatenate(coords)).float()
             xy = xy / torch.tensor([w, h], dtype=torch.float32) * s  # image pixels -> model pixels
             point_prompt = PointPrompt(
@@ -209,7 +195,7 @@ class VideoSession:
         is_cond = is_init or self.corrections_as_conditioning
         temp = track.temp_cond if is_cond else track.temp_non_cond
         prev_logits = None
-        if point_prompt is not None:
+        if point_prompt is not None and refine:
             prev = temp.get(frame) or track.cond.get(frame) or track.non_cond.get(frame)
             if prev is not None:
                 prev_logits = self.outputs.logits(prev).clamp(-_PREV_LOGIT_CLAMP, _PREV_LOGIT_CLAMP)
@@ -456,15 +442,12 @@ class VideoSession:
         return out
 
     def _result(self, frame: int, *, prefer_temp_cond: bool | None) -> FrameResult:
-        h, w = self.hw
-        ids = list(self._tracks)
-        logits = np.full((len(ids), h, w), NO_OBJ_SCORE, dtype=np.float32)
-        for i, track in enumerate(self._tracks.values()):
+        """Each object's low-resolution output on ``frame``; full resolution is made when read."""
+        low = []
+        for track in self._tracks.values():
             out = track.output(frame, prefer_temp_cond=prefer_temp_cond)
-            if out is not None:
-                low = self.outputs.logits(out).float()
-                logits[i] = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-        return FrameResult(frame=frame, obj_ids=ids, logits=logits)
+            low.append(None if out is None else self.outputs.logits(out))
+        return FrameResult(frame, list(self._tracks), low_res=low, hw=self.hw)
 
     def _replace(self, d: dict[int, FrameOutput], frame: int, out: FrameOutput) -> None:
         old = d.get(frame)
@@ -472,18 +455,12 @@ class VideoSession:
         if old is not None and old is not out:
             self.outputs.drop(old)
 
-    def _mask_prompt(self, mask: Any) -> torch.Tensor:
-        m = np.asarray(mask)
-        if m.shape != self.hw:
-            raise InputError(f"mask must have the frame's shape {self.hw}, got {m.shape}")
-        if m.dtype != np.bool_:
-            if not np.isin(np.unique(m), (0, 1)).all():
-                raise InputError("mask must be boolean (or 0/1)")
-            m = m.astype(bool)
-        if not m.any():
+    def _mask_prompt(self, mask: np.ndarray) -> torch.Tensor:
+        """A checked (H, W) bool mask as the model's (1, 1, S, S) mask input."""
+        if not mask.any():
             raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
         s = self.model.config.image_size
-        t = torch.from_numpy(m)[None, None].float().to(self.model.device)
+        t = torch.from_numpy(np.array(mask, dtype=np.float32))[None, None].to(self.model.device)
         if t.shape[-2:] != (s, s):
             t = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             t = (t >= 0.5).float()
@@ -497,8 +474,8 @@ class VideoSession:
 
     @staticmethod
     def _check_obj_id(obj_id: Any) -> int:
-        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool) or obj_id < 0:
-            raise InputError(f"object ids are integers >= 0, got {obj_id!r}")
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool) or obj_id < 1:
+            raise InputError(f"object ids are integers >= 1 (0 is background in a label image), got {obj_id!r}")
         return int(obj_id)
 
     def _track_of(self, obj_id: Any) -> ObjectTrack:

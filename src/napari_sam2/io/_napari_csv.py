@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._prompt import Prompt, clip_box, frame_and_plane, frame_outside, napari_to_xy, normalise_axis, outside
+from ..prompt import Prompt, clip_box, frame_and_plane, frame_outside, napari_to_xy, normalise_axis, outside
 
 _AXIS = re.compile(r"axis-(\d+)$")
 

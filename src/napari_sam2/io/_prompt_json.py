@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._files import write_text_atomically
-from ._prompt import Prompt, clip_box, frame_and_plane, frame_outside, merge_prompts, outside
+from ..prompt import Prompt, clip_box, frame_and_plane, frame_outside, merge_prompts, outside
 
 FORMAT_VERSION = 1
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from ..errors import InputError
 from ._napari_csv import read_points_csv, read_shapes_csv
-from ._prompt import Prompt, merge_prompts, napari_to_xy, xy_to_napari
+from ..prompt import Prompt, PromptSet, merge_prompts, napari_to_xy, xy_to_napari
 from ._prompt_json import prompts_from_dict, prompts_to_dict, read_prompts_json, read_stack_kind, write_prompts_json
 
 __all__ = [
     "Prompt",
+    "PromptSet",
     "merge_prompts",
     "napari_to_xy",
     "prompts_from_dict",

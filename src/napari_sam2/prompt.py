@@ -1,19 +1,51 @@
-"""The :class:`Prompt` dataclass and the one napari <-> SAM 2 coordinate conversion.
+"""The one prompt type, the one coordinate conversion and the one bounds rule.
 
-napari orders coordinates like numpy, ``(row, col) = (y, x)``; SAM 2 takes ``(x, y)``.
-:func:`napari_to_xy` and :func:`xy_to_napari` are the only places where the two columns
-are swapped; every reader and writer in the package goes through them.
+At the bottom of the package (numpy only, no torch, no Qt), imported by io, the engine and
+every driver (the napari widget, the CLI, dask batch, evaluation):
+
+* :class:`Prompt` -- the clicks, box or mask for one object on one frame, in image pixels
+  ``(x, y)``; :class:`PromptSet` -- one prompt per (frame, object).
+* :func:`napari_to_xy` / :func:`xy_to_napari` -- napari orders coordinates like numpy,
+  ``(row, col) = (y, x)``; SAM 2 takes ``(x, y)``. These are the only places where the two
+  columns are swapped.
+* :func:`inside` -- pixel ``i`` covers ``[i - 0.5, i + 0.5]``, so an image of width ``W`` and
+  height ``H`` spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; :meth:`Prompt.check` and
+  :func:`outside` say why a prompt does not fit a stack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
+
+#: a prompt's place: (frame, object id)
+Key = tuple[int, int]
+
+
+def inside(x: Any, y: Any, hw: tuple[int, int]) -> Any:
+    """Whether points ``(x, y)`` lie on an image of size ``hw = (H, W)`` (the one bounds rule).
+
+    Parameters
+    ----------
+    x, y : float or array-like
+        Pixel coordinates; pixel ``i`` covers ``[i - 0.5, i + 0.5]``.
+    hw : (int, int)
+        Image height and width.
+
+    Returns
+    -------
+    bool or np.ndarray of bool
+        Elementwise: ``-0.5 <= x <= W - 0.5`` and ``-0.5 <= y <= H - 0.5``.
+    """
+    h, w = hw
+    x, y = np.asarray(x), np.asarray(y)
+    ok = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    return bool(ok) if ok.ndim == 0 else ok
 
 
 def napari_to_xy(coords_rc: Any) -> np.ndarray:
@@ -157,6 +189,99 @@ class Prompt:
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays
 
+    @property
+    def key(self) -> Key:
+        """``(frame, obj_id)``: where this prompt belongs."""
+        return (self.frame, self.obj_id)
+
+    @property
+    def is_single_click(self) -> bool:
+        """One click and no box or mask: the ambiguous case where SAM 2 offers 3 candidate masks."""
+        return self.box is None and self.mask is None and self.points_xy is not None and len(self.points_xy) == 1
+
+    def check(self, hw: tuple[int, int], n_frames: int | None = None) -> Prompt:
+        """Raise :class:`~napari_sam2.errors.InputError` unless the prompt fits the stack.
+
+        Parameters
+        ----------
+        hw : (int, int)
+            Frame height and width.
+        n_frames : int, optional
+            Number of frames; when given, ``frame`` must be one of them.
+
+        Returns
+        -------
+        Prompt
+            ``self``, for chaining.
+        """
+        h, w = hw
+        if n_frames is not None and (why := frame_outside(self.frame, n_frames)) is not None:
+            raise InputError(why)
+        if self.points_xy is not None:
+            ok = inside(self.points_xy[:, 0], self.points_xy[:, 1], hw)
+            if not ok.all():
+                bad = self.points_xy[~ok][0]
+                raise InputError(
+                    f"point (x={bad[0]:g}, y={bad[1]:g}) is outside the image "
+                    f"(width {w}, height {h}); points are (x, y) pixels"
+                )
+        if self.box is not None and not inside(self.box[[0, 2]], self.box[[1, 3]], hw).all():
+            x0, y0, x1, y1 = (float(v) for v in self.box)
+            raise InputError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the image (width {w}, height {h})")
+        if self.mask is not None and self.mask.shape != (h, w):
+            raise InputError(f"mask must have the frame's shape {(h, w)}, got {self.mask.shape}")
+        return self
+
+
+class PromptSet(Mapping[Key, Prompt]):
+    """One :class:`Prompt` per (frame, object): what a user has placed on a stack.
+
+    A read-only mapping ``(frame, obj_id) -> Prompt``; build it from prompts with
+    :meth:`of` (several for one place are merged, as :func:`merge_prompts`).
+    """
+
+    def __init__(self, prompts: Mapping[Key, Prompt] | None = None) -> None:
+        self._prompts: dict[Key, Prompt] = dict(sorted((prompts or {}).items()))
+        for key, p in self._prompts.items():
+            if p.key != key:
+                raise InputError(f"the prompt for object {p.obj_id} on frame {p.frame} is filed under {key}")
+
+    @classmethod
+    def of(cls, prompts: Iterable[Prompt]) -> PromptSet:
+        """The set of ``prompts``, merging those for the same (frame, object)."""
+        return cls({p.key: p for p in merge_prompts(prompts)})
+
+    def __getitem__(self, key: Key) -> Prompt:
+        return self._prompts[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._prompts)
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def __repr__(self) -> str:
+        return f"PromptSet({len(self)} prompts, objects {self.obj_ids})"
+
+    @property
+    def obj_ids(self) -> list[int]:
+        """The objects with a prompt, in increasing order."""
+        return sorted({obj for _, obj in self._prompts})
+
+    @property
+    def frames(self) -> list[int]:
+        """The frames with a prompt, in increasing order."""
+        return sorted({frame for frame, _ in self._prompts})
+
+    def frames_of(self, obj_id: int) -> list[int]:
+        """The frames where ``obj_id`` has a prompt, in increasing order."""
+        return sorted(f for f, o in self._prompts if o == obj_id)
+
+    def changed(self, other: Mapping[Key, Prompt]) -> set[Key]:
+        """The places whose prompt differs between ``self`` and ``other`` (added, removed or edited)."""
+        keys = set(self._prompts) | set(other)
+        return {k for k in keys if self._prompts.get(k) != other.get(k)}
+
 
 def merge_prompts(*groups: Iterable[Prompt]) -> list[Prompt]:
     """Combine prompts for the same (frame, object) into one prompt each.
@@ -227,13 +352,13 @@ def frame_outside(frame: int, n_frames: int) -> str | None:
 
 
 def outside(frame: int, x: float, y: float, n_frames: int, hw: tuple[int, int]) -> str | None:
-    """Why a point lies outside a stack, or None. Pixel i spans [i - 0.5, i + 0.5]."""
+    """Why a point lies outside a stack, or None (the rule of :func:`inside`)."""
     h, w = hw
     if (why := frame_outside(frame, n_frames)) is not None:
         return why
-    if not -0.5 <= x <= w - 0.5:
+    if not inside(x, 0, (1, w)):
         return f"x={x:g} is outside the image width {w}"
-    if not -0.5 <= y <= h - 0.5:
+    if not inside(0, y, (h, 1)):
         return f"y={y:g} is outside the image height {h}"
     return None
 
