@@ -7,9 +7,9 @@ The shipped model never sees the ``membrane`` style (a bright rim around a dark 
    and ``--test-stacks`` held-out ones from other seeds;
 2. measures the model on the held-out stacks: (a) one-click 2-D IoU per object on
    ``--test-frames`` evenly spaced frames of each stack
-   (:func:`napari_sam2.train.evaluate.evaluate_clicks`), (b) tracking: one click per
+   (:func:`napari_sam2.evaluate.evaluate_clicks`), (b) tracking: one click per
    object, propagated through the stack, mean per-frame IoU, then one correction click
-   (:func:`~napari_sam2.train.evaluate.evaluate_tracking`); plus (c) one-click IoU on
+   (:func:`~napari_sam2.evaluate.evaluate_tracking`); plus (c) one-click IoU on
    ``--old-images`` 2-D images of the styles it was trained on, to see whether it forgets;
 3. fine-tunes it on the training stacks (:func:`napari_sam2.train.finetune.finetune`,
    what ``napari-sam2 finetune`` runs; frozen encoder unless ``--train-encoder``);
@@ -83,7 +83,7 @@ def frames_of(stacks: list, per_stack: int) -> tuple[list, list]:
 
 
 def measure(model, test_stacks: list, test_frames: tuple, old: tuple, args: argparse.Namespace) -> dict:
-    from napari_sam2.train.evaluate import evaluate_clicks, evaluate_tracking
+    from napari_sam2.evaluate import evaluate_clicks, evaluate_tracking
 
     t = time.perf_counter()
     clicks = evaluate_clicks(model, *test_frames)

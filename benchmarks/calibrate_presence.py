@@ -70,7 +70,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from napari_sam2.train.evaluate import evaluate_tracking
+    from napari_sam2.evaluate import evaluate_tracking
     from napari_sam2.train.loop import export_model
     from napari_sam2.weights import load_model, resolve_checkpoint
 

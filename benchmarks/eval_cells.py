@@ -1,6 +1,6 @@
 """Accuracy of the cells model on held-out synthetic microscopy, against the issue's targets.
 
-* 2-D: SAM's one-click protocol (``napari_sam2.train.evaluate.evaluate_clicks``) on
+* 2-D: SAM's one-click protocol (``napari_sam2.evaluate.evaluate_clicks``) on
   held-out ``cells_image`` fields, and a classical Otsu + watershed baseline on the same
   objects and clicks (``baseline_clicks``);
 * tracking: one click per object propagated through held-out time-lapses and z-stacks,
@@ -148,7 +148,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from napari_sam2.synthetic import TRAINING_STYLES
-    from napari_sam2.train.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
+    from napari_sam2.evaluate import MIN_AREA, baseline_clicks, evaluate_clicks, evaluate_tracking
 
     styles = tuple(args.styles.split(",")) if args.styles else TRAINING_STYLES
     n_images = 0 if args.tracking_only else args.images  # the 2-D images are only made for the 2-D part

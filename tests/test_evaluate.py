@@ -9,8 +9,7 @@ import torch
 from scipy import ndimage
 
 from napari_sam2.model import SAM2
-from napari_sam2.train.evaluate import (
-    _largest_objects,
+from napari_sam2.evaluate import (
     baseline_clicks,
     click_point,
     correction_click,
@@ -19,6 +18,7 @@ from napari_sam2.train.evaluate import (
     lost_frames,
     mask_iou,
 )
+from napari_sam2.evaluate.tracking import _largest_objects
 
 from .parity import SMALL_CONFIG
 
@@ -207,7 +207,7 @@ def test_lost_frames_counts_dropped_and_spilled_frames():
 
 def test_frames_past_division_are_those_a_division_separates_from_the_click():
     from napari_sam2.synthetic import divisions
-    from napari_sam2.train.evaluate import frames_past_division
+    from napari_sam2.evaluate import frames_past_division
 
     labels = np.zeros((8, 40, 40), dtype=np.uint16)
     labels[:, 5:20, 5:20] = 1
@@ -222,7 +222,7 @@ def test_frames_past_division_are_those_a_division_separates_from_the_click():
 
 
 def test_bootstrap_interval_resamples_whole_stacks():
-    from napari_sam2.train.evaluate import bootstrap_interval
+    from napari_sam2.evaluate import bootstrap_interval
 
     # one stack: no spread to estimate
     assert bootstrap_interval([0.2, 0.9], [0, 0]) is None
@@ -248,7 +248,7 @@ def test_bootstrap_interval_resamples_whole_stacks():
 
 
 def test_object_speed_is_the_mean_step_of_the_centroid_between_present_frames():
-    from napari_sam2.train.evaluate import object_speed
+    from napari_sam2.evaluate import object_speed
 
     gt = np.zeros((5, 40, 40), bool)
     gt[0, 10:14, 10:14] = True  # centroid (11.5, 11.5)

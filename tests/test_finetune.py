@@ -178,7 +178,7 @@ def test_cli_errors_are_one_line_exit_2(case: str, needles: list[str], data, tmp
 
 def test_a_model_just_evaluated_under_inference_mode_can_be_finetuned(tmp_path: Path) -> None:
     """Position tables cached under ``torch.inference_mode`` (tracking) are rebuilt for training."""
-    from napari_sam2.train.evaluate import evaluate_tracking
+    from napari_sam2.evaluate import evaluate_tracking
 
     torch.manual_seed(0)
     model = SAM2(dataclasses.replace(SMALL_CONFIG, presence_bias_t=0.5, presence_bias_z=-1.0))

@@ -512,7 +512,7 @@ def test_fast_fraction_draws_timelapses_with_fast_cells(monkeypatch: pytest.Monk
     assert 8 <= sum(drawn) <= 32  # about half
 
     def mean_step(p_fast: float) -> float:
-        from napari_sam2.train.evaluate import object_speed
+        from napari_sam2.evaluate import object_speed
 
         steps = []
         for seed in range(6):

@@ -29,7 +29,7 @@ from ..engine.tracking import gather_memory
 from ..model.prompt_encoder import NEGATIVE, POSITIVE
 from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from .data import Clip, ImageBatch
-from .evaluate import mask_iou
+from ..evaluate.metrics import mask_iou
 from .losses import segmentation_loss
 from .prompts import correction_click, first_prompt, pad_clicks
 
@@ -168,9 +168,9 @@ def video_step(
         A uniformly random frame, corrected as the tracking reaches it: only the frames
         after it see it.
     ``"worst"``
-        As :func:`~napari_sam2.train.evaluate.evaluate_tracking` corrects: the frame where
+        As :func:`~napari_sam2.evaluate.evaluate_tracking` corrects: the frame where
         the tracking without a correction is worst (lowest mean IoU of the objects, by
-        :func:`~napari_sam2.train.evaluate.mask_iou`: an absent object's false positive
+        :func:`~napari_sam2.evaluate.mask_iou`: an absent object's false positive
         scores 0 and gets a negative click). A first pass without gradients tracks the clip
         to find it; then the prompted frame, the corrected frame (conditioned on that
         pass's memories, as a click refines an already tracked frame) and the other frames
