@@ -246,7 +246,7 @@ def test_models_lists_the_registry_and_what_is_cached(tmp_path: Path) -> None:
 
 
 def test_help_names_the_real_default_model() -> None:
-    from napari_sam2.cli import DEFAULT_MODEL_HELP
+    from napari_sam2.cli._common import DEFAULT_MODEL_HELP
     from napari_sam2.weights import DEFAULT_MODEL
 
     assert DEFAULT_MODEL_HELP == DEFAULT_MODEL
