@@ -200,10 +200,7 @@ def main() -> None:
 
     # ---------------------------------------------------------------- propagation modes
     def fresh() -> None:
-        session.reset()
-        seg.propagated.clear()
-        seg.coverage.clear()
-        seg._applied.clear()
+        seg.editor.reset()  # the session too: every prompt is new again
         seg.sync()
 
     def engine() -> None:

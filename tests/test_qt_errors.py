@@ -70,7 +70,7 @@ def test_corrupt_checkpoint_warns_and_keeps_the_session_and_prompts(
     np.testing.assert_array_equal(seg.preview.data, preview)
     click(widget, 0, 20, 20)  # and it still works
     widget.runner.wait()
-    assert len(seg._prompts[(0, 1)].points_xy) == 2
+    assert len(seg.prompts[(0, 1)].points_xy) == 2
 
 
 def test_prompt_layer_of_another_shape_is_left_alone(make_napari_viewer, small_model, clip, notes):

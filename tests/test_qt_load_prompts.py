@@ -42,7 +42,7 @@ def test_restart_then_load_prompts_does_not_duplicate_points(make_napari_viewer,
     widget.load_prompts(prompts)  # what docs/plugin.md suggests after a Restart
     assert len(seg.points.data) == 2 and len(seg.shapes.data) == 1  # not 4 and 2
     assert list(seg.points.features["object"]) == [1, 1] and list(seg.shapes.features["object"]) == [2]
-    assert [len(p.points_xy) for k, p in sorted(seg._prompts.items()) if p.points_xy is not None] == [2]
+    assert [len(p.points_xy) for k, p in sorted(seg.prompts.items()) if p.points_xy is not None] == [2]
     np.testing.assert_array_equal(seg.preview.data, expected)
     assert not [m for s, m in notes if s in ("error", "warning")]
 
@@ -58,14 +58,14 @@ def test_loading_replaces_other_prompts_and_add_skips_the_ones_already_there(
     assert (seg.preview.data[4] == 3).any()
     assert widget.load_prompts(prompts) == 3  # replace (the default): exactly the file's prompts
     assert len(seg.points.data) == 2 and len(seg.shapes.data) == 1
-    assert sorted(seg._prompts) == [(2, 1), (2, 2)]
+    assert sorted(seg.prompts) == [(2, 1), (2, 2)]
     np.testing.assert_array_equal(seg.preview.data, expected)  # object 3 is gone with its click
     assert any("replaced" in m for _, m in notes)
 
     click(widget, 4, 90, 120)
     assert widget.load_prompts(prompts, mode="add") == 0  # every prompt of the file is there already
     assert len(seg.points.data) == 3 and len(seg.shapes.data) == 1
-    assert sorted(seg._prompts) == [(2, 1), (2, 2), (4, 3)]
+    assert sorted(seg.prompts) == [(2, 1), (2, 2), (4, 3)]
     with pytest.raises(ValueError, match="mode"):
         widget.load_prompts(prompts, mode="merge")
 

@@ -37,7 +37,7 @@ def test_shift_click_and_n_key_place_negative_clicks(make_napari_viewer, small_m
     mouse_click(seg.points, (1, 31, 90), modifiers=["Shift"])  # Shift inverts the mode
     assert list(seg.points.features["positive"]) == [True, False, False, True]
     assert list(seg.points.symbol) == [pl.POSITIVE_SYMBOL, pl.NEGATIVE_SYMBOL, pl.NEGATIVE_SYMBOL, pl.POSITIVE_SYMBOL]
-    assert seg._prompts[(1, 1)].labels.tolist() == [1, 0, 0, 1]
+    assert seg.prompts[(1, 1)].labels.tolist() == [1, 0, 0, 1]
 
 
 def test_mask_candidates_cycle_through_three_and_back(make_napari_viewer, small_model, clip, notes):

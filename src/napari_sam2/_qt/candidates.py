@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import Prompt
+from ..prompt import Prompt
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Candidates:
     1 and 2 are the others, given to the session as mask prompts when chosen.
     """
 
-    signature: tuple[Any, ...]  # of the prompt they belong to (prompt_layers.prompt_signature)
+    prompt: Prompt  # the single click they belong to
     masks: np.ndarray  # (3, H, W) bool
     scores: np.ndarray  # (3,) predicted IoU
     index: int = 0
@@ -27,7 +27,7 @@ class Candidates:
         return f"mask {self.index + 1}/{len(self.scores)} (predicted IoU {self.scores[self.index]:.2f})"
 
 
-def compute_candidates(model: Any, features: Any, hw: tuple[int, int], prompt: Prompt, signature: tuple[Any, ...]) -> Candidates:
+def compute_candidates(model: Any, features: Any, hw: tuple[int, int], prompt: Prompt) -> Candidates:
     """Decode the 3 candidates of a single click from a slice's cached features (no memory)."""
     from ..engine.image import ImagePredictor
 
@@ -35,4 +35,4 @@ def compute_candidates(model: Any, features: Any, hw: tuple[int, int], prompt: P
     predictor.set_features(features, hw)
     masks, scores, _ = predictor.predict(prompt.points_xy, prompt.labels, multimask_output=True)
     order = np.argsort(-scores, kind="stable")
-    return Candidates(signature=signature, masks=masks[order], scores=scores[order])
+    return Candidates(prompt=prompt, masks=masks[order], scores=scores[order])

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import Prompt, napari_to_xy, xy_to_napari
-from ..prompt import clip_box, inside
+from ..prompt import Prompt, PromptSet, clip_box, inside, napari_to_xy, xy_to_napari
 from .stack import StackSpec
 from .viewer_layers import unique_name
 
@@ -30,18 +29,11 @@ POSITIVE_SYMBOL, NEGATIVE_SYMBOL = "disc", "x"
 
 
 @dataclass
-class PromptSet:
-    """Prompts gathered from the layers: one per (frame, object), and what was skipped."""
+class Collected:
+    """What the layers hold: one prompt per (frame, object), and what had to be skipped."""
 
-    prompts: dict[tuple[int, int], Prompt] = field(default_factory=dict)
+    prompts: PromptSet = field(default_factory=PromptSet)
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def obj_ids(self) -> list[int]:
-        return sorted({obj for _, obj in self.prompts})
-
-    def frames_of(self, obj_id: int) -> list[int]:
-        return sorted(f for f, o in self.prompts if o == obj_id)
 
 
 def _empty_features(with_positive: bool) -> pd.DataFrame:
@@ -136,9 +128,9 @@ def _column(layer: Any, name: str, default: Any, dtype: Any) -> np.ndarray:
     return np.full(len(layer.data), default, dtype=dtype)
 
 
-def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
+def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> Collected:
     """All prompts of the Points and Shapes layers, one per (frame, object); see the module doc."""
-    out = PromptSet()
+    problems: list[str] = []
     clicks: dict[tuple[int, int], tuple[list[np.ndarray], list[int]]] = {}
     if points is not None and len(points.data):
         coords = np.asarray(points.data, dtype=np.float64)  # (N, ndim) napari data coordinates
@@ -149,10 +141,10 @@ def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
         for i in range(len(coords)):
             where = f"point {i} ({points.name!r})"
             if objs[i] < 1:
-                out.problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
+                problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
                 continue
             if not 0 <= frames[i] < spec.n_frames or not inside(*xy[i], spec.hw):
-                out.problems.append(f"{where} lies outside the image {spec.layer_name!r} (skipped)")
+                problems.append(f"{where} lies outside the image {spec.layer_name!r} (skipped)")
                 continue
             pts, labs = clicks.setdefault((int(frames[i]), int(objs[i])), ([], []))
             pts.append(xy[i])
@@ -163,52 +155,38 @@ def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> PromptSet:
         for i, (verts, kind) in enumerate(zip(shapes.data, shapes.shape_type, strict=True)):
             where = f"shape {i} ({shapes.name!r})"
             if kind != "rectangle":
-                out.problems.append(f"{where} is a {kind}; only rectangles are box prompts (skipped)")
+                problems.append(f"{where} is a {kind}; only rectangles are box prompts (skipped)")
                 continue
             if objs[i] < 1:
-                out.problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
+                problems.append(f"{where} has object id {objs[i]}; ids start at 1 (skipped)")
                 continue
             verts = np.asarray(verts, dtype=np.float64)  # (4, ndim)
             fr = np.unique(spec.frame_of(verts))
             if len(fr) != 1 or not 0 <= fr[0] < spec.n_frames:
-                out.problems.append(f"{where} is not on one slice of the image (skipped)")
+                problems.append(f"{where} is not on one slice of the image (skipped)")
                 continue
             corners = napari_to_xy(spec.plane_rc(verts))  # (4, 2) (x, y)
             box = clip_box([*corners.min(axis=0), *corners.max(axis=0)], spec.hw)
             if box is None:
-                out.problems.append(f"{where} lies outside the image (skipped)")
+                problems.append(f"{where} lies outside the image (skipped)")
                 continue
             key = (int(fr[0]), int(objs[i]))
             if key in boxes:
-                out.problems.append(
+                problems.append(
                     f"{where}: a second box for object {key[1]} on slice {key[0]}; the last one is used"
                 )
             boxes[key] = box
+    prompts = {}
     for key in sorted(set(clicks) | set(boxes)):
         pts, labs = clicks.get(key, ([], []))
-        out.prompts[key] = Prompt(
+        prompts[key] = Prompt(
             frame=key[0],
             obj_id=key[1],
             points_xy=np.array(pts, dtype=np.float32) if pts else None,
             labels=np.array(labs, dtype=np.int32) if labs else None,
             box=boxes.get(key),
         )
-    return out
-
-
-def prompt_signature(prompt: Prompt | None) -> tuple[Any, ...] | None:
-    """A hashable summary of a prompt, to tell which (frame, object) changed."""
-    if prompt is None:
-        return None
-    pts = None if prompt.points_xy is None else prompt.points_xy.tobytes()
-    labs = None if prompt.labels is None else prompt.labels.tobytes()
-    box = None if prompt.box is None else prompt.box.tobytes()
-    return (pts, labs, box)
-
-
-def is_single_click(prompt: Prompt | None) -> bool:
-    """One click and no box: the ambiguous case where SAM 2 offers 3 candidate masks."""
-    return prompt is not None and prompt.box is None and prompt.points_xy is not None and len(prompt.points_xy) == 1
+    return Collected(PromptSet(prompts), problems)
 
 
 # --------------------------------------------------------------------------- prompts -> layers

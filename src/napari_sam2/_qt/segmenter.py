@@ -2,16 +2,14 @@
 
 :class:`Segmenter` turns what the user does to the layers into engine calls:
 
-* edits of the prompt layers -> :meth:`sync`: the prompts of every (slice, object) whose
-  clicks or box changed are sent to the :class:`~napari_sam2.engine.session.VideoSession`
-  and the preview Labels layer shows the result of those slices at once (features cached;
-  a slice that is not encoded yet is encoded in a worker first);
+* edits of the prompt layers -> :meth:`sync`: the layers' prompts go to the engine's
+  :class:`~napari_sam2.engine.editor.Editor`, which decodes what changed, and the preview
+  Labels layer shows those slices at once (a slice not encoded yet is encoded in a worker
+  first);
 * :meth:`propagate`, :meth:`commit`, :meth:`undo_commit`, :meth:`cycle_candidate`.
 
-Prompt semantics: until an object has been propagated, its masks are a function of its
-prompts alone (the object is rebuilt from its prompts when they change), so a saved prompt
-file replays to the same masks. Once propagated, a click on a slice is a correction (SAM 2's
-own rule: the previous mask there is refined with the clicks).
+What a prompt means (replayable until propagated, a correction afterwards), which slices each
+object covers and which objects are propagated live in the editor, not here.
 
 Only one job runs at a time (:class:`TaskRunner`); edits made meanwhile are applied when it
 ends. The session is touched from the main thread only, or from the one running job.
@@ -25,13 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.editor import Editor
+from ..engine.runs import DIRECTIONS
 from ..errors import InputError
-from ..io import Prompt, prompts_to_dict
+from ..io import prompts_to_dict
+from ..prompt import Key, Prompt, PromptSet
 from . import prompt_layers as pl
 from .candidates import Candidates, compute_candidates
 from .commit import CommitRecord, apply_commit, check_label_dtype, plan_commit, undo_commit
 from .model_picker import ModelChoice, load_job
-from .propagation import DIRECTIONS, propagation_job, propagation_runs
+from .propagation import propagation_job
 from .stack import StackSpec
 from .tasks import JobText, Progress, TaskRunner, notify
 from .viewer_layers import PREVIEW_NAME, RESULT_NAME, ensure_labels_layer, show_video_axis, video_dim
@@ -63,11 +64,8 @@ class Segmenter:
         self.follow = False
         self.last_commit: CommitRecord | None = None
         self.changed_callbacks: list[Callable[[], None]] = []
-        self._applied: dict[tuple[int, int], tuple[Any, ...]] = {}
-        self._prompts: dict[tuple[int, int], Prompt] = {}
-        self._candidates: dict[tuple[int, int], Candidates] = {}
-        self.coverage: dict[int, set[int]] = {}
-        self.propagated: set[int] = set()
+        self.editor: Editor | None = None
+        self._candidates: dict[Key, Candidates] = {}
         self._dirty = False
         self._problems: set[str] = set()
 
@@ -75,6 +73,21 @@ class Segmenter:
     @property
     def active(self) -> bool:
         return self.session is not None
+
+    @property
+    def prompts(self) -> PromptSet:
+        """The prompts the session follows (one per (slice, object))."""
+        return self.editor.prompts if self.editor is not None else PromptSet()
+
+    @property
+    def coverage(self) -> dict[int, set[int]]:
+        """Per object, the slices it has a mask on (the editor's)."""
+        return self.editor.coverage if self.editor is not None else {}
+
+    @property
+    def propagated(self) -> set[int]:
+        """The objects a propagation has tracked (the editor's)."""
+        return self.editor.propagated if self.editor is not None else set()
 
     def _changed(self) -> None:
         for callback in self.changed_callbacks:
@@ -147,11 +160,8 @@ class Segmenter:
 
     def _install(self, image_layer: Any, spec: StackSpec, session: Any) -> None:
         self.image_layer, self.spec, self.session = image_layer, spec, session
-        self._applied.clear()
-        self._prompts.clear()
+        self.editor = Editor(session)
         self._candidates.clear()
-        self.coverage.clear()
-        self.propagated.clear()
         self.last_commit = None
         self._problems.clear()
         show_video_axis(self.viewer, spec)
@@ -194,7 +204,7 @@ class Segmenter:
         session, running = self.session, self.runner.running
         if self.session is not None:
             self._disconnect()
-        self.session = None
+        self.session = self.editor = None
         if session is not None and release:
             if running is not None and not running.finished:
                 running.cleanups.append(session.close)
@@ -259,7 +269,7 @@ class Segmenter:
         return new
 
     def _has_prompts_for(self, obj_id: int) -> bool:
-        return any(o == obj_id for _, o in self._prompts)
+        return obj_id in self.prompts.obj_ids
 
     def toggle_negative(self, value: bool | None = None) -> None:
         self.negative_mode = (not self.negative_mode) if value is None else bool(value)
@@ -283,60 +293,22 @@ class Segmenter:
         self._problems = set(found.problems)
         pl.style_points(self.points, self.color_of)
         pl.style_boxes(self.shapes, self.color_of)
-        new_sigs = {k: pl.prompt_signature(p) for k, p in found.prompts.items()}
-        changed = {k for k in set(new_sigs) | set(self._applied) if new_sigs.get(k) != self._applied.get(k)}
-        needed = {f for f, o in found.prompts if any(o == co for _, co in changed)}
+        changed = found.prompts.changed(self.prompts)
+        objects = {o for _, o in changed}
+        needed = {f for f, o in found.prompts if o in objects}
         missing = sorted(f for f in needed if f not in self.session.features)
         if missing:
             self._encode(missing, then=lambda: self.sync(then))
             return
         if changed:
-            self._apply(found, changed)
+            self._apply(found.prompts)
         if then is not None:
             then()
 
-    def _apply(self, found: pl.PromptSet, changed: set[tuple[int, int]]) -> None:
-        session = self.session
-        touched: set[int] = {f for f, _ in changed}
-        for obj in sorted({o for _, o in changed}):
-            frames = found.frames_of(obj)
-            if obj not in self.propagated or not frames:
-                touched |= self._rebuild(obj, found.prompts)
-            else:  # a correction of a propagated object
-                for frame, o in changed:
-                    if o != obj:
-                        continue
-                    prompt = found.prompts.get((frame, obj))
-                    if prompt is not None:
-                        self._add(frame, obj, prompt)
-                    elif obj in session.obj_ids:
-                        session.clear_prompts(frame, obj)
-                    self.coverage.setdefault(obj, set()).add(frame)
-        self._prompts = dict(found.prompts)
-        self._applied = {k: pl.prompt_signature(p) for k, p in found.prompts.items()}
-        self._candidates = {k: c for k, c in self._candidates.items() if self._applied.get(k) == c.signature}
-        self.render(sorted(touched))
-
-    def _rebuild(self, obj: int, prompts: dict[tuple[int, int], Prompt]) -> set[int]:
-        """Make ``obj`` a function of its prompts alone (replayable); returns the slices to redraw."""
-        session = self.session
-        touched = self.coverage.pop(obj, set())
-        if obj in session.obj_ids:
-            session.remove_object(obj)
-        self.propagated.discard(obj)
-        frames = sorted(f for f, o in prompts if o == obj)
-        for frame in frames:
-            self._add(frame, obj, prompts[(frame, obj)])
-        if frames:
-            self.coverage[obj] = set(frames)
-        return touched | set(frames)
-
-    def _add(self, frame: int, obj: int, prompt: Prompt) -> None:
-        cand = self._candidates.get((frame, obj))
-        if cand is not None and cand.index and cand.signature == pl.prompt_signature(prompt):
-            self.session.add_prompt(frame, obj, mask=cand.masks[cand.index])
-            return
-        self.session.add_prompt(frame, obj, points=prompt.points_xy, labels=prompt.labels, box=prompt.box)
+    def _apply(self, prompts: PromptSet) -> None:
+        touched = self.editor.apply(prompts)
+        self._candidates = {k: c for k, c in self._candidates.items() if prompts.get(k) == c.prompt}
+        self.render(touched)
 
     def render(self, frames: list[int]) -> None:
         """Show the session's label image of ``frames`` in the preview layer."""
@@ -384,21 +356,20 @@ class Segmenter:
             notify("info", "SAM 2 is busy; try again when the current job ends")
             return
         key = (self.current_frame(), self.current_object)
-        prompt = self._prompts.get(key)
-        if not pl.is_single_click(prompt):
+        prompt = self.prompts.get(key)
+        if prompt is None or not prompt.is_single_click:
             notify("info", f"mask candidates are for a single click: object {key[1]} has no single click on slice {key[0]}")
             return
         if key[1] in self.propagated:
             notify("info", "mask candidates are offered before propagating; correct a propagated object with more clicks")
             return
         cand = self._candidates.get(key)
-        sig = pl.prompt_signature(prompt)
-        if cand is None or cand.signature != sig:
+        if cand is None or cand.prompt != prompt:
             features = self.session.features.get(key[0])
-            cand = compute_candidates(self.model, features, self.spec.hw, prompt, sig)
+            cand = compute_candidates(self.model, features, self.spec.hw, prompt)
             self._candidates[key] = cand
         cand.index = (cand.index + 1) % len(cand.scores)
-        self.render(sorted(self._rebuild(key[1], self._prompts)))
+        self.render(self.editor.choose(key, cand.masks[cand.index] if cand.index else None))
 
     def _ready_for_job(self) -> bool:
         """A session is started and no job is running; otherwise tell the user why not."""
@@ -415,8 +386,8 @@ class Segmenter:
         """Track every object through the stack from its first prompted slice (a worker job).
 
         When every object has been propagated and the only new prompts are corrections,
-        re-track from the corrected slices outward instead (``VideoSession.correction_runs``):
-        the slices between an object's first prompt and its correction keep their masks.
+        re-track from the corrected slices outward instead (``Editor.plan``): the slices
+        between an object's first prompt and its correction keep their masks.
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
@@ -433,16 +404,11 @@ class Segmenter:
             notify("warning", "nothing to propagate: click on an object first (Points layer, add mode)")
             return
         objects = set(session.obj_ids)
-        # after corrections only, carry them outward from the corrected slices; else track
-        # every object from the first prompted slice
-        runs = session.correction_runs(direction) if objects <= self.propagated else []
-        runs = runs or propagation_runs([f for f, _ in self._prompts], spec.n_frames, direction)
+        runs = self.editor.plan(direction)
 
         def frame_done(item: Progress) -> None:
             frame, labels = item.payload
             self.preview.data[spec.plane_index(frame)] = labels
-            for obj in objects:
-                self.coverage.setdefault(obj, set()).add(frame)
             if self.follow:
                 self.viewer.dims.set_current_step(video_dim(self.viewer, spec), frame)
             if frame == self.current_frame():
@@ -452,10 +418,9 @@ class Segmenter:
             self.preview.refresh()
             self._after_job()
 
-        self.propagated |= objects
         n = len(objects)
         self._run(
-            f"SAM 2: propagating {direction}", propagation_job(session, runs), on_yield=frame_done,
+            f"SAM 2: propagating {direction}", propagation_job(self.editor, runs), on_yield=frame_done,
             on_cancel=lambda: notify("info", "propagation cancelled; the slices done so far are kept"),
             on_finally=finished, error_prefix="Propagation",
             text=JobText(doing=f"propagating {direction}", did="propagated", unit="slice",
@@ -512,7 +477,7 @@ class Segmenter:
     def metadata(self) -> dict[str, Any]:
         """What we store with the labels: axes, video axis, model and the prompts."""
         spec = self.spec
-        prompts = [p for p in self._prompts.values()]
+        prompts = list(self.prompts.values())
         return {
             "axes": spec.ome_axes,
             "video_axis": spec.video_axis,
@@ -558,9 +523,8 @@ class Segmenter:
             self.points, self.shapes, prompts, self.spec, self.current_object, skip_existing=mode == "add"
         )
         found = pl.collect_prompts(self.points, self.shapes, self.spec)
-        keys = set(found.prompts) | set(self._applied)
-        changed = {o for f, o in keys if pl.prompt_signature(found.prompts.get((f, o))) != self._applied.get((f, o))}
-        self.propagated -= changed  # a loaded object is a function of its prompts (replayable)
+        # a loaded object is a function of its prompts (replayable), as before propagating
+        self.editor.forget_propagation({o for _, o in found.prompts.changed(self.prompts)})
         self.set_object(self.current_object)  # the layers' defaults for the next click
         self.sync()
         name = Path(path).name

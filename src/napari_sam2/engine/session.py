@@ -28,6 +28,7 @@ from .memory import FrameOutput, ObjectTrack, OutputStore, PointPrompt
 from .precision import autocast
 from .prompts import loose_prompt
 from .results import FrameResult
+from .runs import Run, check_direction
 from .tracking import condition_on_memory
 
 #: mask-input logits are clamped to this range when a click refines an existing mask
@@ -316,8 +317,8 @@ class VideoSession:
         propagation has started from or passed through since."""
         return sorted(self._corrections)
 
-    def correction_runs(self, direction: str = "both") -> list[tuple[int, bool, int]]:
-        """(start, reverse, number of frames) of the propagation runs that carry the
+    def correction_runs(self, direction: str = "both") -> list[Run]:
+        """The :class:`~napari_sam2.engine.runs.Run` s (start, reverse, number of frames) that carry the
         pending corrections through the stack: each re-steers its object's track from the
         corrected frame *outward*, away from that object's first prompt (forward when the
         correction lies after it, backward when before; both ways for a correction on the
@@ -327,8 +328,7 @@ class VideoSession:
         (see docs/model.md). ``direction`` ("forward", "backward", "both") keeps only those
         runs; [] when nothing is pending.
         """
-        if direction not in ("forward", "backward", "both"):
-            raise InputError(f"direction must be 'forward', 'backward' or 'both', got {direction!r}")
+        check_direction(direction)
         ahead, behind = [], []
         for w in self._corrections:
             for track in self._tracks.values():
@@ -342,9 +342,9 @@ class VideoSession:
                     behind.append(w)
         runs = []
         if ahead and direction in ("forward", "both"):
-            runs.append((min(ahead), False, self.num_frames - min(ahead)))
+            runs.append(Run(min(ahead), False, self.num_frames - min(ahead)))
         if behind and direction in ("backward", "both"):
-            runs.append((max(behind), True, max(behind) + 1))
+            runs.append(Run(max(behind), True, max(behind) + 1))
         return runs
 
     def result(self, frame: int) -> FrameResult:
