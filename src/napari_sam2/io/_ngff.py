@@ -1,6 +1,7 @@
 """OME-Zarr (NGFF 0.5) metadata for our label stores: building it and finding labels in a store.
 
 Only plain dictionaries and ``zarr`` here; ``labels.py`` owns the writing and the atomic commit.
+:data:`METADATA_KEY` names our own attribute, here and everywhere else it is read or written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import zarr
 from ..errors import InputError
 
 NGFF_VERSION = "0.5"
+#: the attribute that holds our own facts: on a store's root group (the writer, whether an image
+#: is stored) and on its label image (model, prompts, package version); in napari, the key of a
+#: Labels layer's ``metadata`` that holds the same facts
+METADATA_KEY = "napari_sam2"
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 # napari calls an axis without a physical unit "pixel"; NGFF has no such unit: leave it out.
 _NO_UNIT = {None, "", "pixel", "pixels", "px"}

@@ -13,12 +13,15 @@ Why an image at the root rather than a bare label image: NGFF puts labels under 
 and napari-ome-zarr 0.10 opens a root label image by calling ``zarr.open_group`` in write
 mode two directories up (it writes a stray ``zarr.json`` there, and fails on a read-only
 parent). A root image is read without side effects by napari-ome-zarr and ome-zarr-py.
+
+The writer is here; what is ours and may be replaced, and what a killed writer left, is
+:mod:`._store_rules`; reading a store back is :mod:`._label_reader`. Both are imported here,
+so ``napari_sam2.io.labels`` keeps every name it has always had.
 """
 
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import logging
 import os
@@ -26,9 +29,6 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -39,170 +39,34 @@ import zarr
 
 from .. import __version__
 from ..errors import InputError, OutputExistsError, SAM2Error
-from ._ngff import check_axes, find_label_group, image_axes, multiscales, ome, read_multiscale
+from ._label_reader import StoredLabels, read_labels
+from ._ngff import METADATA_KEY, check_axes, image_axes, multiscales, ome
+from ._store_rules import (
+    check_output_spares,
+    check_replaceable,
+    folder_lock,
+    is_label_store,
+    recover,
+    recover_locked,
+    stores_placeholder_image,
+)
 
-METADATA_KEY = "napari_sam2"
+__all__ = [
+    "METADATA_KEY",
+    "LabelWriter",
+    "StoredLabels",
+    "check_output_spares",
+    "check_replaceable",
+    "is_label_store",
+    "label_dtype",
+    "read_labels",
+    "recover",
+    "stores_placeholder_image",
+    "write_labels",
+]
+
 _MAX_CHUNK = 1024
 _log = logging.getLogger("napari_sam2")
-
-
-# --------------------------------------------------------------------------- what is ours
-
-
-def is_label_store(path: str | PathLike[str]) -> bool:
-    """Whether ``path`` is a finished label store that :class:`LabelWriter` wrote.
-
-    Recognised by its metadata, not its name: a folder (not a link) whose root group carries
-    our ``napari_sam2`` attribute (written at commit) and lists a label image with our
-    metadata. Only such a store may be replaced by ``overwrite=True``.
-    """
-    p = Path(path)
-    if p.is_symlink() or not (p / "zarr.json").is_file():
-        return False
-    try:
-        root = zarr.open_group(p, mode="r")
-        ours = root.attrs.asdict().get(METADATA_KEY)
-        if not isinstance(ours, dict) or "image_stored" not in ours:
-            return False
-        labels = root["labels"]
-        names = labels.attrs.asdict().get("ome", {}).get("labels", [])
-        return any("package_version" in labels[n].attrs.asdict().get(METADATA_KEY, {}) for n in names)
-    except Exception:  # noqa: BLE001 - anything we cannot read as ours is not ours
-        return False
-
-
-def stores_placeholder_image(path: str | PathLike[str]) -> bool:
-    """Whether ``path`` is one of our label stores whose root image is the zero placeholder."""
-    if not is_label_store(path):
-        return False
-    return not zarr.open_group(Path(path), mode="r").attrs.asdict()[METADATA_KEY]["image_stored"]
-
-
-def check_output_spares(output: str | PathLike[str], inputs: Iterable[str | PathLike[str] | None]) -> None:
-    """Refuse an output that is, contains or lies inside one of the run's ``inputs``.
-
-    Compares real paths (links resolved) and, where both exist, the files themselves
-    (hard links). Raises :class:`~napari_sam2.errors.InputError` naming both.
-    """
-    out = Path(os.path.realpath(output))
-    for item in inputs:
-        if item is None:
-            continue
-        inp = Path(os.path.realpath(item))
-        same = inp == out
-        if not same and os.path.exists(inp) and os.path.exists(out):
-            try:
-                same = os.path.samefile(inp, out)
-            except OSError:
-                same = False
-        if same or out in inp.parents:
-            raise InputError(f"the output {str(output)!r} would replace the input {str(item)!r}; choose another output")
-        if inp in out.parents and inp.is_dir():
-            raise InputError(f"the output {str(output)!r} lies inside the input {str(item)!r}; choose another output")
-
-
-def check_replaceable(
-    path: str | PathLike[str],
-    overwrite: bool,
-    *,
-    ours: Callable[[Path], bool] | None = None,
-    what: str = "a label store that napari-sam2 wrote",
-) -> None:
-    """The overwrite rule: raise :class:`OutputExistsError` unless ``path`` is absent, or is
-    ``what`` (``ours(path)``, default :func:`is_label_store`) and ``overwrite`` is on.
-
-    Every command's output goes through it: label stores here, ``segment-image`` masks and
-    ``finetune`` models with their own ``ours`` and ``what``.
-    """
-    p = Path(path)
-    if not os.path.lexists(p):
-        return
-    mine = (ours or is_label_store)(p)
-    if mine and not overwrite:
-        raise OutputExistsError(f"{p} already exists; use --overwrite to replace it, or choose another output")
-    if not mine:
-        kind = "a link" if p.is_symlink() else "a folder" if p.is_dir() else "a file"
-        raise OutputExistsError(
-            f"{p} exists and is {kind}, not {what}; --overwrite replaces only {what}, never an input or "
-            "anything else: move it away or choose another output"
-        )
-
-
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (flock on the folder itself, no lock file) while moving stores.
-
-    Serialises recovery and commits of the stores in one folder across processes, so that
-    concurrent writers of one output end in a clean "already exists". Where flock is missing
-    (Windows), nothing is locked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on POSIX
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _writer_alive(partial: Path) -> bool:
-    """Whether the process that is building ``partial`` may still be running (unknown: yes)."""
-    try:
-        owner = json.loads((partial / "zarr.json").read_text())["attributes"][METADATA_KEY]["writer"]
-        host, pid = str(owner["host"]), int(owner["pid"])
-    except Exception:  # noqa: BLE001 - no owner recorded: it may be anyone's
-        return True
-    if host != socket.gethostname():
-        return True  # another machine's, on a shared file system: not ours to judge
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _recover_locked(path: Path) -> list[str]:
-    notes: list[str] = []
-    pattern = glob.escape(path.name)
-    olds = sorted((o for o in path.parent.glob(pattern + ".old-*") if is_label_store(o)), key=os.path.getmtime)
-    if olds and not os.path.lexists(path):
-        keep = olds.pop()  # the newest: the store the interrupted overwrite was replacing
-        os.rename(keep, path)
-        notes.append(f"restored {path} from {keep.name}, left by an overwrite that was interrupted")
-    for old in olds:
-        shutil.rmtree(old, ignore_errors=True)
-        notes.append(f"removed {old.name}, a replaced store that an interrupted overwrite left")
-    for partial in path.parent.glob(pattern + ".partial-*"):
-        if partial.is_dir() and not partial.is_symlink() and not _writer_alive(partial):
-            shutil.rmtree(partial, ignore_errors=True)
-            notes.append(f"removed {partial.name}, the unfinished store of a run that was killed")
-    return notes
-
-
-def recover(path: str | PathLike[str]) -> list[str]:
-    """Undo what a killed writer of ``path`` left, and say what was done.
-
-    - ``path`` missing beside ``path.old-*`` (killed between the two renames of an overwrite):
-      the old store is renamed back, so the earlier result is there again;
-    - ``path.old-*`` beside ``path`` (killed after the second rename): removed;
-    - ``path.partial-*`` of a process of this machine that no longer runs: removed.
-
-    Only stores napari-sam2 wrote are touched. Each note is also logged (logger ``napari_sam2``).
-    """
-    p = Path(path)
-    if not p.parent.is_dir():
-        return []
-    with _folder_lock(p.parent):
-        notes = _recover_locked(p)
-    for note in notes:
-        _log.warning(note)
-    return notes
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -375,8 +239,8 @@ class LabelWriter:
                 **{"image-label": {"version": "0.5", "source": {"image": "../../"}}},
             )
             root[f"labels/{self.name}"].attrs.update({**label_attrs, METADATA_KEY: self.metadata})
-            with _folder_lock(self.path.parent):
-                for note in _recover_locked(self.path):
+            with folder_lock(self.path.parent):
+                for note in recover_locked(self.path):
                     _log.warning(note)
                 old = self._move_into_place()
         except BaseException:
@@ -436,76 +300,6 @@ class LabelWriter:
             self.commit()
         else:
             self.abort()
-
-
-@dataclass(frozen=True)
-class StoredLabels:
-    """A label stack read back lazily; unpacks as ``data, scale, metadata``.
-
-    It is also a sequence of those three, like the tuple it unpacks as: ``labels[0]`` is
-    ``data``, ``labels[1]`` is ``scale``, ``labels[2]`` (and ``labels[-1]``) is ``metadata``,
-    slices work, and ``len(labels) == 3``. ``axes`` and ``units`` are attributes only.
-
-    Attributes
-    ----------
-    data : dask.array.Array
-        The labels, ``(Y, X)`` or ``(T|Z, Y, X)``, read chunk by chunk on demand.
-    scale : tuple of float
-        Physical pixel size per axis.
-    metadata : dict
-        The ``napari_sam2`` attribute (empty for stores other tools wrote).
-    axes : tuple of str
-        Axis names, e.g. ``("z", "y", "x")``.
-    units : tuple of str or None
-        NGFF unit per axis, None where not given.
-    """
-
-    data: Any
-    scale: tuple[float, ...]
-    metadata: dict[str, Any]
-    axes: tuple[str, ...]
-    units: tuple[str | None, ...]
-
-    def _as_tuple(self) -> tuple[Any, tuple[float, ...], dict[str, Any]]:
-        return (self.data, self.scale, self.metadata)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._as_tuple())
-
-    def __len__(self) -> int:
-        return 3
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return self._as_tuple()[index]
-
-
-def read_labels(path: str | PathLike[str], *, name: str | None = None) -> StoredLabels:
-    """Open the labels of an OME-Zarr store lazily (ours, or any NGFF 0.4/0.5 labels).
-
-    Parameters
-    ----------
-    path : path-like
-        The store.
-    name : str, optional
-        Which ``labels/<name>``; default the first listed.
-
-    Returns
-    -------
-    StoredLabels
-        Unpacks and indexes as ``data, scale, metadata`` (``read_labels(p)[0]`` is the
-        data); also has ``axes`` and ``units``.
-    """
-    import dask.array as da
-
-    source = str(path)
-    try:
-        root = zarr.open_group(path, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise InputError(f"{source}: no zarr group found") from None
-    group = find_label_group(root, name, source)
-    array, scale, axes, units = read_multiscale(group, source)
-    metadata = group.attrs.asdict().get(METADATA_KEY, {})
-    return StoredLabels(da.from_zarr(array), scale, dict(metadata), axes, units)
 
 
 def write_labels(path: str | PathLike[str], labels: Any, *, dtype: Any = None, **kwargs: Any) -> Path:
