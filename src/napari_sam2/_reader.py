@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 LayerData = tuple[Any, dict[str, Any], str]
-METADATA_KEY = "napari_sam2"
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -74,7 +73,7 @@ def read_label_store(path: str | list[str]) -> list[LayerData]:
     import zarr
 
     from .io._ngff import read_multiscale
-    from .io.labels import read_labels, stores_placeholder_image
+    from .io.labels import METADATA_KEY, read_labels, stores_placeholder_image
 
     if isinstance(path, list | tuple):
         path = path[0]

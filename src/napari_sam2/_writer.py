@@ -18,8 +18,6 @@ import numpy as np
 
 from .errors import InputError, OutputExistsError
 
-METADATA_KEY = "napari_sam2"
-
 
 def prompts_path(store: str | Path) -> Path:
     """Where the prompts of ``store`` go: ``result.zarr`` -> ``result.prompts.json``."""
@@ -104,5 +102,7 @@ def save_labels(
 
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer for Labels (``File > Save``)."""
+    from .io.labels import METADATA_KEY
+
     md = meta.get("metadata") or {}
     return save_labels(path, data, scale=meta.get("scale"), units=meta.get("units"), sam2=md.get(METADATA_KEY))
