@@ -20,24 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.frame_view import FrameView
 
 #: what the video axis is: time (a time-lapse) or z (a z-stack); names the OME-Zarr axis
 AXIS_KINDS = ("t", "z")
-
-
-class _VideoAxisFirst:
-    """A lazy read-only view of ``data`` with ``axis`` moved to the front (a FrameSource input)."""
-
-    def __init__(self, data: Any, axis: int) -> None:
-        self._data = data
-        self._axis = axis
-        shape = tuple(int(n) for n in data.shape)
-        self.shape = (shape[axis], *shape[:axis], *shape[axis + 1 :])
-        self.dtype = data.dtype
-        self.ndim = len(shape)
-
-    def __getitem__(self, t: int) -> Any:
-        return self._data[(slice(None),) * self._axis + (t,)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,11 +122,9 @@ class StackSpec:
 
     def frames(self) -> Any:
         """The data as a lazy (N, H, W[, C]) array for ``VideoSession`` (a 2-D image is one frame)."""
-        if self.video_axis is None:
-            return _OneFrame(self.data)
         if self.video_axis == 0:
             return self.data
-        return _VideoAxisFirst(self.data, self.video_axis)
+        return FrameView(self.data, self.video_axis)  # video axis None: the image is the one frame
 
     def plane_index(self, frame: int) -> tuple[Any, ...]:
         """Index into an array of ``shape`` that selects frame ``frame`` as (H, W)."""
@@ -173,17 +157,3 @@ class StackSpec:
         theirs = (other.shape, other.video_axis, other.axis_kind, other.scale, other.rgb)
         return self.data is other.data and mine == theirs
 
-
-class _OneFrame:
-    """A 2-D image as a one-frame stack, read lazily."""
-
-    def __init__(self, data: Any) -> None:
-        self._data = data
-        self.shape = (1, *tuple(int(n) for n in data.shape))
-        self.dtype = data.dtype
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, t: int) -> Any:
-        if t != 0:
-            raise IndexError(t)
-        return self._data

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..io.frame_view import FrameView
 from .preprocess import DEFAULT_PERCENTILES, _PERCENTILE_SAMPLE, to_model_input
 
 #: at most this many evenly spaced frames are read to choose the stack-wide window
@@ -62,10 +63,13 @@ class FrameSource:
         for attr in ("shape", "dtype", "ndim", "__getitem__"):
             if not hasattr(frames, attr):
                 raise InputError(f"frames must be an array-like with .{attr}, got {type(frames).__name__}")
-        self._frames = frames
+        self._source_type = type(frames).__name__
         raw_shape = tuple(int(n) for n in frames.shape)
-        self._channel_axis = _check_channel_axis(channel_axis, len(raw_shape))
-        self._shape = _frame_layout_shape(raw_shape, self._channel_axis)
+        axis = _check_channel_axis(channel_axis, len(raw_shape))
+        if axis is not None:  # (T, C, H, W) and the like: channels last, still one frame per read
+            frames = FrameView(frames, 0, channel_axis=axis)
+        self._frames = frames
+        self._shape = _check_frame_layout(tuple(frames.shape), raw_shape)
         self._dtype = _check_dtype(frames.dtype)
         self.percentiles = _check_percentiles(percentiles)
         self._fingerprint: str | None = None
@@ -113,7 +117,7 @@ class FrameSource:
         return self._window
 
     def __repr__(self) -> str:
-        return f"FrameSource(shape={self._shape}, dtype={self._dtype}, source={type(self._frames).__name__})"
+        return f"FrameSource(shape={self._shape}, dtype={self._dtype}, source={self._source_type})"
 
     # ---------------------------------------------------------------- reading
     def frame(self, t: int) -> np.ndarray:
@@ -126,8 +130,6 @@ class FrameSource:
         """
         t = self.check_index(t)
         arr = np.asarray(self._frames[t])
-        if self._channel_axis is not None:
-            arr = np.moveaxis(arr, self._channel_axis - 1, -1)
         if arr.shape != self._shape[1:]:
             raise InputError(f"frame {t} has shape {arr.shape}, expected {self._shape[1:]}")
         if arr.dtype != self._dtype:
@@ -199,11 +201,8 @@ def _check_channel_axis(channel_axis: int | None, ndim: int) -> int | None:
     return None if axis == 3 else axis
 
 
-def _frame_layout_shape(raw: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
-    shape = raw
-    if channel_axis is not None:
-        rest = [n for i, n in enumerate(raw) if i != channel_axis]
-        shape = (*rest, raw[channel_axis])
+def _check_frame_layout(shape: tuple[int, ...], raw: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` (the stack with channels last) if it has frames of 1-4 channels; ``raw`` is named in errors."""
     if shape[0] == 0:
         raise InputError(f"the stack has no frames (shape {raw})")
     if shape[1] == 0 or shape[2] == 0:

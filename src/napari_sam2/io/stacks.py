@@ -25,10 +25,7 @@ the file and the frame. Float frames with NaN or infinite values are refused, na
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -38,6 +35,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, one_line
+from ._tiff_calibration import TiffLayout
+from ._tiff_checks import check_tiff, check_tiff_layout, quiet_tifffile
+from .frame_view import FrameView
+
+__all__ = ["STACK_SUFFIXES", "Stack", "check_tiff", "open_stack", "read_tiff", "stack_stem"]
 
 #: suffixes stripped from an input's name to get its stem (``a.ome.tif`` -> ``a``)
 STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npy")
@@ -52,57 +54,29 @@ def stack_stem(path: str | PathLike[str]) -> str:
     return Path(name).stem
 
 
-class _FrameView:
-    """``(T, H, W[, C])`` view of an array: frame axis first, size-1 axes dropped, channels last.
+class _FileFrames(FrameView):
+    """A file's frames (:class:`~napari_sam2.io.frame_view.FrameView`) that name the file when a read fails.
 
-    Only ``view[t]`` with an integer ``t`` is supported; it reads one frame from the source.
+    A frame that does not decode raises :class:`InputError` naming the file and the frame; so
+    does a float frame with NaN or infinite values. tifffile's log lines are kept quiet.
     """
 
     def __init__(
         self, array: Any, frame_axis: int | None, drop: tuple[int, ...], channel_axis: int | None,
-        source: str = "the image", quiet_tifffile: bool = False,
+        source: str = "the image", quiet: bool = False,
     ) -> None:  # fmt: skip
-        self._array = array
+        super().__init__(array, frame_axis, drop=drop, channel_axis=channel_axis)
         self._source = source  # named in read errors
-        self._quiet = quiet_tifffile
-        self._frame_axis = frame_axis
-        self._drop = drop
-        src = tuple(int(n) for n in array.shape)
-        # axes of one frame as they come out of the source, in source order
-        self._kept = [i for i in range(len(src)) if i != frame_axis and i not in drop]
-        perm = [self._kept.index(i) for i in self._kept if i != channel_axis]
-        if channel_axis is not None:
-            perm.append(self._kept.index(channel_axis))
-        self._perm = tuple(perm)  # source order of one frame -> (H, W[, C])
-        frame_shape = tuple(src[self._kept[p]] for p in self._perm)
-        self.shape = ((src[frame_axis] if frame_axis is not None else 1), *frame_shape)
-        self.dtype = np.dtype(array.dtype)
-        self.ndim = len(self.shape)
+        self._quiet = quiet  # a TIFF: tifffile's log lines stay off stderr
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: Any) -> np.ndarray:
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.shape[0]:
-            raise IndexError(f"frame index must be an integer in 0..{self.shape[0] - 1}, got {t!r}")
-        index: list[Any] = [slice(None)] * len(self._array.shape)
-        for i in self._drop:
-            index[i] = 0
-        if self._frame_axis is not None:
-            index[self._frame_axis] = int(t)
-        frame = self._read(tuple(index), int(t))
-        if self.dtype.kind == "f" and not np.isfinite(frame).all():
-            where = f"frame {t}" if self._frame_axis is not None else "the image"
-            raise InputError(f"input {self._source!r}: {where} contains NaN or infinite values")
-        return frame.transpose(self._perm) if self._perm != tuple(range(len(self._perm))) else frame
-
-    def _read(self, index: tuple[Any, ...], t: int) -> np.ndarray:
+    def read(self, index: tuple[Any, ...], t: int) -> np.ndarray:
         """One frame from the source; a failed read names the file and the frame."""
         try:
             if self._quiet:
-                with _quiet_tifffile():
-                    return np.asarray(self._array[index])
-            return np.asarray(self._array[index])
+                with quiet_tifffile():
+                    frame = np.asarray(super().read(index, t))
+            else:
+                frame = np.asarray(super().read(index, t))
         except MemoryError:
             raise
         except OSError as e:
@@ -110,6 +84,10 @@ class _FrameView:
         except Exception as e:  # a strip or chunk that does not decode: the file is damaged
             why = f"frame {t} cannot be read: the file is damaged ({one_line(e)})"
             raise InputError(f"input {self._source!r}: {why}") from None
+        if self.dtype.kind == "f" and not np.isfinite(frame).all():
+            where = f"frame {t}" if self._frame_axis is not None else "the image"
+            raise InputError(f"input {self._source!r}: {where} contains NaN or infinite values")
+        return frame
 
 
 @dataclass
@@ -256,7 +234,7 @@ def _make_stack(
         rest = [i for i in spatial if i != frame_axis]
         label_shape = (src[frame_axis], src[rest[0]], src[rest[1]])
     tiff = p.name.lower().endswith((".tif", ".tiff"))
-    view = _FrameView(array, frame_axis, drop, channel, source=str(p), quiet_tifffile=tiff)
+    view = _FileFrames(array, frame_axis, drop, channel, source=str(p), quiet=tiff)
     label_axes, label_scale, axis_name = "zyx" if len(label_shape) == 3 else "yx", None, None
     label_units = None
     named = names if names is not None else tiff_names  # OME-Zarr axes, or a TIFF's own (ImageJ, OME-TIFF)
@@ -274,17 +252,18 @@ def _make_stack(
                  label_units=label_units)  # fmt: skip
 
 
-def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None, _TiffLayout]:
+def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None, TiffLayout]:
     """A memory map if the pixels allow it, else tifffile's lazy zarr view, else the whole image.
 
     Also the axis that holds samples (``S``) or, in 4-D, channels (``C``) when the TIFF says so,
-    else None, and its layout (:func:`_tiff_layout`; all None when the array's axes do not match).
+    else None, and its layout (:func:`~napari_sam2.io._tiff_calibration.tiff_layout`; all None
+    when the array's axes do not match).
     A damaged file (see :func:`check_tiff`) raises instead of being read as a smaller image.
     """
     import tifffile
 
-    with _quiet_tifffile():  # it logs damaged files; we raise one error instead
-        axes, layout = _check_tiff(p)
+    with quiet_tifffile():  # it logs damaged files; we raise one error instead
+        axes, layout = check_tiff_layout(p)
         array, close = _tiff_array(p, tifffile)
     if 0 in array.shape or array.ndim == 0:
         if close is not None:
@@ -298,93 +277,6 @@ def _open_tiff(p: Path) -> tuple[Any, Callable[[], None] | None, int | None, _Ti
     return array, close, channel, layout
 
 
-#: NGFF unit names for the length and time units TIFF metadata spells in many ways
-_LENGTH_UNITS = {
-    "m": "meter", "meter": "meter", "cm": "centimeter", "centimeter": "centimeter", "mm": "millimeter",
-    "millimeter": "millimeter", "um": "micrometer", "µm": "micrometer", "\u03bcm": "micrometer",
-    "micron": "micrometer", "microns": "micrometer", "micrometer": "micrometer", "nm": "nanometer",
-    "nanometer": "nanometer", "inch": "inch",
-}  # fmt: skip
-_TIME_UNITS = {"s": "second", "sec": "second", "second": "second", "ms": "millisecond", "millisecond": "millisecond",
-               "min": "minute", "minute": "minute", "h": "hour", "hour": "hour"}  # fmt: skip
-
-
-def _length_unit(text: Any) -> str | None:
-    key = str(text or "").strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").lower()
-    return _LENGTH_UNITS.get(key)
-
-
-#: a TIFF's axis names, pixel size and units, per axis of its first series (None where it says nothing)
-_TiffLayout = tuple[tuple[str, ...] | None, tuple[float, ...] | None, tuple[str | None, ...] | None]
-
-
-def _tiff_layout(tif: Any, axes: str) -> _TiffLayout:
-    """The axis names, pixel size and units of an open TIFF whose first series has ``axes``.
-
-    Axis names come from the series axes tifffile reads from ImageJ and OME metadata
-    (``T``, ``Z``; ``C`` of a 4-D hyperstack and ``S`` samples are channels; a plain stack's
-    ``Q``/``I`` and the ``C`` tifffile gives any 3-D ImageJ stack are unknown, ``?``). Pixel
-    size: OME ``PhysicalSizeX/Y/Z`` (+ units) and ``TimeIncrement``; else ImageJ's
-    ``spacing``, ``finterval`` and ``unit`` with the X/Y resolution tags; else the resolution
-    tags with a centimetre or inch unit.
-    """
-    ndim = len(axes)
-    names = tuple(
-        "c" if a == "S" or (a == "C" and ndim == 4) else a.lower() if a in "TZYX" else "?" for a in axes
-    )
-    try:
-        sizes, units = _ome_sizes(tif.ome_metadata) if tif.is_ome else ({}, {})
-        if not sizes:
-            sizes, units = _imagej_sizes(tif.imagej_metadata or {}, tif.pages.first, imagej=tif.is_imagej)
-    except Exception:  # noqa: BLE001 - calibration is a bonus: the file itself was judged sound
-        return None, None, None
-    if not sizes:
-        return names, None, None
-    return names, tuple(float(sizes.get(n, 1.0)) for n in names), tuple(units.get(n) for n in names)
-
-
-def _ome_sizes(xml: str | None) -> tuple[dict[str, float], dict[str, str | None]]:
-    import xml.etree.ElementTree as ET
-
-    if not xml:
-        return {}, {}
-    root = ET.fromstring(xml)
-    pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
-    if pixels is None:
-        return {}, {}
-    sizes: dict[str, float] = {}
-    units: dict[str, str | None] = {}
-    for axis in "xyz":
-        value = pixels.get(f"PhysicalSize{axis.upper()}")
-        if value is not None and float(value) > 0:
-            sizes[axis] = float(value)
-            units[axis] = _length_unit(pixels.get(f"PhysicalSize{axis.upper()}Unit", "µm"))
-    if pixels.get("TimeIncrement") is not None and float(pixels.get("TimeIncrement")) > 0:
-        sizes["t"] = float(pixels.get("TimeIncrement"))
-        units["t"] = _TIME_UNITS.get(str(pixels.get("TimeIncrementUnit", "s")).lower())
-    return sizes, units
-
-
-def _imagej_sizes(meta: dict[str, Any], page: Any, *, imagej: bool) -> tuple[dict[str, float], dict[str, str | None]]:
-    sizes: dict[str, float] = {}
-    units: dict[str, str | None] = {}
-    res_unit = getattr(page.tags.get("ResolutionUnit"), "value", 1)
-    unit = _length_unit(meta.get("unit")) if imagej else {2: "inch", 3: "centimeter"}.get(int(res_unit))
-    for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
-        value = getattr(page.tags.get(tag), "value", None)
-        if unit is None or not value or value[0] <= 0 or value[1] <= 0 or tuple(value) == (1, 1):
-            continue
-        size = value[1] / value[0]  # the tag counts pixels per unit
-        if unit in ("inch", "centimeter"):  # as resolution tags mean them: say it in micrometres
-            size *= 25400.0 if unit == "inch" else 10000.0
-        sizes[axis], units[axis] = size, "micrometer" if unit in ("inch", "centimeter") else unit
-    if imagej and meta.get("spacing") and float(meta["spacing"]) > 0 and unit is not None:
-        sizes["z"], units["z"] = float(meta["spacing"]), unit
-    if imagej and meta.get("finterval") and float(meta["finterval"]) > 0:
-        sizes["t"], units["t"] = float(meta["finterval"]), _TIME_UNITS.get(str(meta.get("tunit", "s")).lower(), "second")
-    return sizes, units
-
-
 def read_tiff(path: str | PathLike[str]) -> np.ndarray:
     """All of a TIFF's first series (one 2-D image for ``segment-image``), never a part of it.
 
@@ -394,7 +286,7 @@ def read_tiff(path: str | PathLike[str]) -> np.ndarray:
     import tifffile
 
     p = Path(path)
-    with _quiet_tifffile():
+    with quiet_tifffile():
         check_tiff(p)
         try:
             return np.asarray(tifffile.imread(p))
@@ -402,128 +294,6 @@ def read_tiff(path: str | PathLike[str]) -> np.ndarray:
             raise
         except Exception as e:
             raise InputError(f"input {str(p)!r} cannot be read: the file is damaged ({one_line(e)})") from None
-
-
-#: what tifffile logs when a file's structure is broken (page list cut short, fewer pages than declared)
-_TIFF_DAMAGE = (
-    "invalid page offset", "invalid offset to page", "corrupted tag list", "circular reference",
-    "corrupted file", "failed to reshape", "does not match page shape", "corrupted IFD",
-)  # fmt: skip
-
-
-def check_tiff(path: str | PathLike[str]) -> str | None:
-    """Raise :class:`InputError` if a TIFF is damaged; else return its first series' axes.
-
-    Damaged: its list of pages ends early (a truncated or overwritten file), it holds fewer
-    pages than its own metadata (tifffile shape, ImageJ, OME-XML) declares, or its pixel data
-    reach past the end of the file. tifffile alone reads such files as their first page(s).
-    """
-    return _check_tiff(path)[0]
-
-
-def _check_tiff(path: str | PathLike[str]) -> tuple[str | None, _TiffLayout]:
-    """:func:`check_tiff`, and the file's layout (:func:`_tiff_layout`) read while it is open."""
-    import tifffile
-
-    p = Path(path)
-    with _quiet_tifffile() as logged:
-        try:
-            with tifffile.TiffFile(p) as tif:
-                size = tif.filehandle.size
-                series = tif.series[0] if tif.series else None
-                damage = next((m for m in logged if any(k in m for k in _TIFF_DAMAGE)), None)
-                if damage is not None:
-                    what = "its list of pages breaks off"
-                    if "shape" in damage or "corrupted file" in damage:
-                        what = "it holds fewer pages than its metadata declare"
-                    why = f"{what}; {_tifffile_message(damage)}"
-                    raise InputError(f"input {str(p)!r}: the TIFF file is damaged ({why})")
-                if series is None:
-                    return None, (None, None, None)
-                pages = list(getattr(series, "_pages", None) or series.pages)
-                missing = sum(page is None for page in pages)
-                if missing:
-                    raise InputError(
-                        f"input {str(p)!r}: the TIFF file is damaged ({missing} of the {len(pages)} pages "
-                        "its metadata lists are missing)"
-                    )
-                end = _data_end(series, pages)
-                if end > size:
-                    raise InputError(
-                        f"input {str(p)!r}: the TIFF file is damaged (truncated: its pixel data end at byte {end} "
-                        f"but the file has {size} bytes)"
-                    )
-                return str(series.axes), _tiff_layout(tif, str(series.axes))
-        except InputError:
-            raise
-        except Exception as e:
-            why = f"cannot read the TIFF file: it is damaged or not a TIFF ({one_line(e)})"
-            raise InputError(f"input {str(p)!r}: {why}") from None
-
-
-def _data_end(series: Any, pages: list[Any]) -> int:
-    """The byte just past the last pixel data of ``series``."""
-    if series.dataoffset is not None:  # contiguous (memory-mappable): one block
-        return int(series.dataoffset) + int(series.nbytes)
-    end = 0
-    for page in pages:
-        ends = [int(o) + int(c) for o, c in zip(page.dataoffsets, page.databytecounts, strict=False) if c]
-        end = max(end, *ends) if ends else end
-    return end
-
-
-def _tifffile_message(message: str) -> str:
-    """tifffile's log line without the ``<tifffile.TiffPages @8>`` object it starts with."""
-    text = message.strip().splitlines()[0] if message.strip() else message
-    if text.startswith("<") and "> " in text:
-        text = text.split("> ", 1)[1]
-    return "tifffile: " + text[:160]
-
-
-class _Collect(logging.Handler):
-    """Keeps the messages tifffile logs in one thread."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.thread = threading.get_ident()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.messages.append(record.getMessage())
-
-
-_quiet_lock = threading.Lock()
-_quiet_users = 0
-_quiet_saved: tuple[int, bool] = (logging.NOTSET, True)
-
-
-@contextmanager
-def _quiet_tifffile() -> Iterator[list[str]]:
-    """Keep tifffile's log lines off stderr (and the root logger) while we read; yield what it logged.
-
-    We report a damaged file in one error of our own. The logger's level and ``propagate`` are
-    restored when the last reader (of any thread) is done.
-    """
-    global _quiet_users, _quiet_saved
-    logger = logging.getLogger("tifffile")
-    handler = _Collect()
-    with _quiet_lock:
-        if _quiet_users == 0:
-            _quiet_saved = (logger.level, logger.propagate)
-            logger.setLevel(logging.WARNING)
-            logger.propagate = False
-        _quiet_users += 1
-        logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        with _quiet_lock:
-            logger.removeHandler(handler)
-            _quiet_users -= 1
-            if _quiet_users == 0:
-                logger.setLevel(_quiet_saved[0])
-                logger.propagate = _quiet_saved[1]
 
 
 def _tiff_array(p: Path, tifffile: Any) -> tuple[Any, Callable[[], None] | None]:
@@ -563,7 +333,7 @@ def _open_zarr(
     import zarr
 
     from ._ngff import read_multiscale
-    from .labels import stores_placeholder_image
+    from ._store_rules import stores_placeholder_image
 
     if stores_placeholder_image(p):
         raise InputError(
