@@ -11,7 +11,7 @@ The shipped model never sees the ``membrane`` style (a bright rim around a dark 
    object, propagated through the stack, mean per-frame IoU, then one correction click
    (:func:`~napari_sam2.evaluate.evaluate_tracking`); plus (c) one-click IoU on
    ``--old-images`` 2-D images of the styles it was trained on, to see whether it forgets;
-3. fine-tunes it on the training stacks (:func:`napari_sam2.train.finetune.finetune`,
+3. fine-tunes it on the training stacks (:func:`napari_sam2.finetune.finetune`,
    what ``napari-sam2 finetune`` runs; frozen encoder unless ``--train-encoder``);
 4. measures it again on the same data.
 
@@ -120,7 +120,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from napari_sam2.train.finetune import FINETUNE_SETTINGS, finetune
+    from napari_sam2.finetune import FINETUNE_SETTINGS, finetune
     from napari_sam2.weights import load_model
 
     settings = dataclasses.replace(FINETUNE_SETTINGS, steps=args.steps, seed=args.seed,

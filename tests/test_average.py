@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
+from factory.average import average_models, main
 from napari_sam2 import load_model
 from napari_sam2.errors import InputError
+from napari_sam2.finetune.loop import export_model
 from napari_sam2.model.sam2 import SAM2
-from napari_sam2.train.average import average_models, main
-from napari_sam2.train.loop import export_model
 
 from .parity import SMALL_CONFIG
 

@@ -1,4 +1,4 @@
-"""Fine-tuning on labelled stacks: ``napari_sam2.train.finetune`` and ``napari-sam2 finetune``.
+"""Fine-tuning on labelled stacks: ``napari_sam2.finetune`` and ``napari-sam2 finetune``.
 
 A tiny random-weight model (``SMALL_CONFIG``) and 64 x 64 synthetic stacks keep every test
 at a few seconds on one thread.
@@ -21,9 +21,8 @@ from napari_sam2.synthetic import cell_timelapse, cells_image
 from napari_sam2.errors import InputError
 from napari_sam2.io import write_labels
 from napari_sam2.model.sam2 import SAM2
-from napari_sam2.train.files import finetune_files, run_dir_for
-from napari_sam2.train.finetune import FINETUNE_SETTINGS, finetune
-from napari_sam2.train.loop import export_model
+from napari_sam2.finetune import FINETUNE_SETTINGS, export_model, finetune
+from napari_sam2.finetune.files import finetune_files, run_dir_for
 
 from .cli_helpers import assert_one_line_error, run_cli
 from .parity import SMALL_CONFIG

@@ -133,7 +133,7 @@ def finetune_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A random-weight model and one labelled 8-frame time-lapse (as tests/test_finetune.py)."""
     from napari_sam2.synthetic import cell_timelapse
     from napari_sam2.model.sam2 import SAM2
-    from napari_sam2.train.loop import export_model
+    from napari_sam2.finetune.loop import export_model
 
     d = tmp_path_factory.mktemp("finetune")
     torch.manual_seed(0)
@@ -164,7 +164,7 @@ def test_a_truncated_resume_checkpoint_names_the_file_and_how_to_start_over(fine
 
 
 def _tiny_settings():  # -> TrainSettings
-    from napari_sam2.train.finetune import FINETUNE_SETTINGS
+    from napari_sam2.finetune.arrays import FINETUNE_SETTINGS
 
     return dataclasses.replace(
         FINETUNE_SETTINGS, steps=3, warmup=1, images_per_step=1, objects_per_image=2, corrections=0,
@@ -176,7 +176,7 @@ def _tiny_settings():  # -> TrainSettings
 def test_a_foreign_resume_checkpoint_is_one_checkpoint_error(case: str, finetune_data, tmp_path: Path) -> None:
     """Any ``last.pt`` that is not this run's training state is a CheckpointError naming it."""
     from napari_sam2.model.sam2 import SAM2
-    from napari_sam2.train.files import finetune_files, run_dir_for
+    from napari_sam2.finetune.files import finetune_files, run_dir_for
 
     out = tmp_path / "mine.pt"
     args = ([finetune_data["image"]], [finetune_data["labels"]], str(finetune_data["base"]), out, _tiny_settings())

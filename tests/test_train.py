@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
+from factory import training_data
+from factory.training_data import synthetic_clip, synthetic_image_batch
 from napari_sam2.engine.preprocess import percentile_window
+from napari_sam2.finetune import data as data_module
+from napari_sam2.finetune import steps as steps_module
+from napari_sam2.finetune.data import END_FRAMES, Clip, clip_from_stack
+from napari_sam2.finetune.loop import TrainSettings
+from napari_sam2.finetune.losses import segmentation_loss
+from napari_sam2.finetune.prompts import correction_click, first_prompt, sample_box, sample_click
+from napari_sam2.finetune.steps import image_step, video_step
+from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
 from napari_sam2.model.sam2 import SAM2
-from napari_sam2.train import data as data_module
-from napari_sam2.train import steps as steps_module
-from napari_sam2.train.data import END_FRAMES, Clip, clip_from_stack, synthetic_clip, synthetic_image_batch
-from napari_sam2.train.loop import TrainSettings
-from napari_sam2.train.losses import segmentation_loss
-from napari_sam2.train.prompts import correction_click, first_prompt, sample_box, sample_click
-from napari_sam2.train.steps import image_step, video_step
 
 from .parity import SMALL_CONFIG
 
@@ -385,7 +387,7 @@ def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, mo
 
 
 def test_training_command_records_the_ending_and_correction_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from napari_sam2.train import __main__ as cmd
+    from factory import train as cmd
 
     monkeypatch.setattr(cmd, "CELLS_CONFIG", SMALL_CONFIG)
     out = tmp_path / "run"
@@ -403,7 +405,7 @@ def test_training_command_records_the_ending_and_correction_options(tmp_path: Pa
 
 def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from napari_sam2.model import config as config_module
-    from napari_sam2.train import __main__ as cmd
+    from factory import train as cmd
     from napari_sam2.weights import load_model
 
     monkeypatch.setattr(cmd, "CELLS_CONFIG", SMALL_CONFIG)  # the command with a tiny model
@@ -421,8 +423,8 @@ def test_training_command_writes_a_loadable_model_and_resumes(tmp_path: Path, mo
 def test_timelapse_fraction_chooses_the_kind_of_stack_clips_are_cut_from(monkeypatch: pytest.MonkeyPatch):
     made: list[str] = []
     for name in ("cell_timelapse", "nuclei_zstack"):
-        real = getattr(data_module, name)
-        monkeypatch.setattr(data_module, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+        real = getattr(training_data, name)
+        monkeypatch.setattr(training_data, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
     for p, kinds in ((0.0, {"nuclei_zstack"}), (1.0, {"cell_timelapse"})):
         made.clear()
         for seed in range(4):
@@ -438,8 +440,8 @@ def test_timelapse_frames_cuts_clips_from_longer_timelapses(monkeypatch: pytest.
     """``timelapse_frames`` draws the time-lapses of plain and ending clips that long and cuts
     the clip from anywhere in them (late frames too); None draws them as before."""
     made: list = []
-    real = data_module.cell_timelapse
-    monkeypatch.setattr(data_module, "cell_timelapse", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    real = training_data.cell_timelapse
+    monkeypatch.setattr(training_data, "cell_timelapse", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
 
     def window_of(clip: Clip, labels: np.ndarray) -> int:
         """The first stack frame the clip's masks came from (any flip, turn or direction)."""
@@ -480,14 +482,14 @@ def test_fast_fraction_draws_timelapses_with_fast_cells(monkeypatch: pytest.Monk
     alike) with a speed in FAST_SPEED, and their cells do move further per frame; 0 leaves
     the speed to the generator and the clips as they were."""
     speeds: list = []
-    real = data_module.cell_timelapse
+    real = training_data.cell_timelapse
 
     def spy(*a, **k):
         speeds.append(k.get("speed"))
         return real(*a, **k)
 
-    monkeypatch.setattr(data_module, "cell_timelapse", spy)
-    lo, hi = data_module.FAST_SPEED
+    monkeypatch.setattr(training_data, "cell_timelapse", spy)
+    lo, hi = training_data.FAST_SPEED
     for p_gap in (0.0, 1.0):
         speeds.clear()
         synthetic_clip(1, 64, 8, 2, p_timelapse=1.0, p_gap=p_gap, p_fast=1.0)

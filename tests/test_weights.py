@@ -17,7 +17,7 @@ from napari_sam2.errors import CheckpointError, SAM2Error, UnknownModelError, We
 from napari_sam2.model.config import CONFIGS, SAM2Config
 from napari_sam2.model.sam2 import SAM2
 from napari_sam2 import weights
-from napari_sam2.train import export_model
+from napari_sam2.finetune import export_model
 from napari_sam2.weights import (
     REGISTRY,
     canonical_name,

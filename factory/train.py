@@ -1,12 +1,12 @@
-"""Train the shipped model: ``python -m napari_sam2.train --out runs/cells``.
+"""Train the shipped model: ``python -m factory.train --out runs/cells`` (from the repository root).
 
 The model (``CELLS_CONFIG``) starts from random weights (seeded) and learns from fresh
-synthetic images and clips at every step (:mod:`napari_sam2.synthetic`). Re-running the
+synthetic images and clips at every step (:mod:`factory.training_data`). Re-running the
 same command resumes; ``--minutes`` stops early (resumable) to split a run over sessions.
 The final fp16 weights are written to ``OUT/model.pt``.
 
 A later training phase starts from a finished model with its own schedule
-(``--init-from``). The shipped model is the mean (``napari_sam2.train.average``) of runs
+(``--init-from``). The shipped model is the mean (:mod:`factory.average`) of runs
 6 and 7 (commands in docs/model.md), which descend from phase 1 (random weights, the
 defaults), phase 2, which trains tracking more and teaches that objects end, and runs 3b
 and 5 on longer clips. Where an object ends (a nucleus in z, a
@@ -28,16 +28,18 @@ import sys
 
 import torch
 
-from ..model.config import CELLS_CONFIG
-from ..model.sam2 import SAM2
-from ..runtime import configure_torch
-from .data import FAST_SPEED, synthetic_clip, synthetic_image_batch
-from .loop import TrainSettings, export_model, train
+from napari_sam2.finetune.loop import TrainSettings, export_model, train
+from napari_sam2.model.config import CELLS_CONFIG
+from napari_sam2.model.sam2 import SAM2
+from napari_sam2.runtime import configure_torch
+
+from .training_data import FAST_SPEED, synthetic_clip, synthetic_image_batch
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options (:func:`settings_from` turns them into :class:`TrainSettings`)."""
     defaults = TrainSettings()
-    p = argparse.ArgumentParser(prog="python -m napari_sam2.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m factory.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="run directory (resumes if it has last.pt)")
     p.add_argument("--steps", type=int, default=defaults.steps)
     p.add_argument("--lr", type=float, default=defaults.lr)
@@ -68,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="frames per training clip (longer clips put corrections further from the first prompt)")  # fmt: skip
     p.add_argument("--init-from", default=None, help="start from this model's weights (a new phase)")
     p.add_argument("--minutes", type=float, default=None, help="stop (resumably) after this many minutes")
-    args = p.parse_args(argv)
-    configure_torch(args.threads)
-    settings = dataclasses.replace(
-        defaults,
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    """The run's :class:`TrainSettings` from parsed options (what ``OUT/settings.json`` records)."""
+    return dataclasses.replace(
+        TrainSettings(),
         steps=args.steps,
         lr=args.lr,
         seed=args.seed,
@@ -88,10 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         correction_at=args.correction_at,
         clip_length=args.clip_length,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    configure_torch(args.threads)
+    settings = settings_from(args)
     torch.manual_seed(settings.seed)
     model = SAM2(CELLS_CONFIG)
     if args.init_from is not None:
-        from ..weights import load_model
+        from napari_sam2.weights import load_model
 
         start = load_model(args.init_from)
         if start.config.architecture() != CELLS_CONFIG:  # a calibration is not kept: see docs/model.md

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import InputError, OutputExistsError, one_line
 from ..model.sam2 import SAM2
-from .finetune import FINETUNE_SETTINGS, LabelledStack, finetune
+from .arrays import FINETUNE_SETTINGS, LabelledStack, finetune
 from .loop import TrainSettings, export_model
 
 __all__ = ["FinetuneResult", "finetune_files", "open_labelled", "run_dir_for"]

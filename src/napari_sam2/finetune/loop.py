@@ -52,12 +52,12 @@ class TrainSettings:
     video_fraction: float = 0.4  # share of steps that train on clips (after video_start)
     video_start: float = 0.15  # fraction of the run trained on images only
     # later phases (the defaults are what the shipped run did, whose settings.json lacks them):
-    end_fraction: float = 0.0  # share of synthetic clips in which an object ends (data.synthetic_clip)
-    gap_fraction: float = 0.0  # share in which it is gone in between and comes back (data.synthetic_clip)
-    division_fraction: float = 0.0  # share in which it divides and stays the mother (data.synthetic_clip)
+    end_fraction: float = 0.0  # share of synthetic clips in which an object ends (factory's synthetic_clip)
+    gap_fraction: float = 0.0  # share in which it is gone in between and comes back (factory's synthetic_clip)
+    division_fraction: float = 0.0  # share in which it divides and stays the mother (factory's synthetic_clip)
     timelapse_fraction: float = 0.6  # share of the other clips cut from time-lapses, not z-stacks
-    timelapse_frames: int | None = None  # those time-lapses have at least this many frames (data.synthetic_clip)
-    fast_fraction: float = 0.0  # share of the time-lapses drawn with fast cells (data.synthetic_clip)
+    timelapse_frames: int | None = None  # those time-lapses have at least this many frames (factory's synthetic_clip)
+    fast_fraction: float = 0.0  # share of the time-lapses drawn with fast cells (factory's synthetic_clip)
     correction_fraction: float = 0.4  # share of clips with a correction click (steps.video_step)
     correction_at: str = "random"  # where it goes: "random" or "worst" (steps.video_step)
     freeze: tuple[str, ...] = ()  # (dotted) module names not trained (e.g. "image_encoder")
@@ -146,8 +146,8 @@ def train(
     """Train ``model`` in place (resuming from ``out_dir/last.pt`` if there is one).
 
     Arguments:
-        image_batches: step seed -> :class:`~napari_sam2.train.data.ImageBatch`.
-        clips: step seed -> :class:`~napari_sam2.train.data.Clip`, or None (image stage only).
+        image_batches: step seed -> :class:`~napari_sam2.finetune.data.ImageBatch`.
+        clips: step seed -> :class:`~napari_sam2.finetune.data.Clip`, or None (image stage only).
         stop_after_minutes: save and return after this much wall time (resume later).
     """
     configure_torch()

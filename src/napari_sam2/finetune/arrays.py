@@ -1,14 +1,14 @@
 """Fine-tune a SAM 2 model on your own labelled stacks (``napari-sam2 finetune``).
 
 What is trained
-    Both stages of :mod:`napari_sam2.train`, on the labelled data instead of synthetic
-    data. Image steps: frames drawn at random among the frames that have an object, up
-    to ``objects_per_image`` objects each, a click, clicks or a box and then correction
-    clicks. Video steps: clips of ``clip_length`` consecutive frames, forwards or
-    backwards, the objects of the first frame prompted there and tracked with the memory.
-    A frame whose labels are all 0 counts as *not annotated*, never as "every object has
-    left", so clips never cross one; stacks (or runs of annotated frames) shorter than a
-    clip only feed image steps.
+    Both stages of the training (:mod:`napari_sam2.finetune.steps`), on the labelled
+    data instead of synthetic data. Image steps: frames drawn at random among the frames
+    that have an object, up to ``objects_per_image`` objects each, a click, clicks or a
+    box and then correction clicks. Video steps: clips of ``clip_length`` consecutive
+    frames, forwards or backwards, the objects of the first frame prompted there and
+    tracked with the memory. A frame whose labels are all 0 counts as *not annotated*,
+    never as "every object has left", so clips never cross one; stacks (or runs of
+    annotated frames) shorter than a clip only feed image steps.
 
 Frozen encoder (the default)
     The image encoder, and the mask decoder's two projections of its high-resolution
@@ -26,8 +26,8 @@ Trained encoder (``freeze_encoder=False``)
 Every frame is preprocessed as the plugin and ``segment`` do: the stack-wide intensity
 window of :class:`~napari_sam2.engine.frames.FrameSource`, resized to the model's input.
 The run directory holds the loop's ``last.pt``, ``log.jsonl`` and ``settings.json``
-(:func:`~napari_sam2.train.loop.train`). Fine-tuning from files, as the command line
-does it (a run directory next to the output, atomic export): :mod:`napari_sam2.train.files`.
+(:func:`~napari_sam2.finetune.loop.train`). Fine-tuning from files, as the command line
+does it (a run directory next to the output, atomic export): :mod:`napari_sam2.finetune.files`.
 """
 
 from __future__ import annotations

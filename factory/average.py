@@ -5,7 +5,7 @@ is a model too, and often keeps what each of them learned. napari-sam2-cells is 
 mean: run 6 tracked z-stacks better than run 5 and time-lapses worse, run 7 the other way
 round, and their average beat run 5 in both (docs/model.md).
 
-    python -m napari_sam2.train.average runs/cells-p6/model.pt runs/cells-p7/model.pt -o soup.pt
+    python -m factory.average runs/cells-p6/model.pt runs/cells-p7/model.pt -o soup.pt   # from the repository root
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
-from ..model.sam2 import SAM2
-from .loop import export_model
+from napari_sam2.errors import InputError
+from napari_sam2.finetune.loop import export_model
+from napari_sam2.model.sam2 import SAM2
 
 __all__ = ["average_models", "main"]
 
@@ -52,9 +52,9 @@ def average_models(models: Sequence[SAM2]) -> SAM2:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..weights import load_model
+    from napari_sam2.weights import load_model
 
-    p = argparse.ArgumentParser(prog="python -m napari_sam2.train.average", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m factory.average", description=__doc__.split("\n")[0])
     p.add_argument("models", nargs="+", help="model files (or bundled names) of one architecture")
     p.add_argument("-o", "--output", required=True, help="the averaged model file (fp16, loads with load_model)")
     args = p.parse_args(argv)

@@ -1,0 +1,3 @@
+"""How the shipped model was made: its training, averaging, presence calibration and
+evaluation. Not part of the package (the wheel ships ``src/napari_sam2`` only); run from
+the repository root, e.g. ``python -m factory.train``."""
