@@ -27,6 +27,7 @@ from ..engine.editor import Editor
 from ..engine.runs import DIRECTIONS
 from ..errors import InputError
 from ..io import prompts_to_dict
+from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet
 from . import prompt_layers as pl
 from .candidates import Candidates, compute_candidates
@@ -450,7 +451,7 @@ class Segmenter:
         def done(record: CommitRecord) -> None:
             apply_commit(result, record)
             self.last_commit = record
-            result.metadata["napari_sam2"] = self.metadata()
+            result.metadata[METADATA_KEY] = self.metadata()
             kept = "".join(
                 f"; {n} pixels of object {k} overlapped other labels and were left to them" for k, n in record.kept.items()
             )

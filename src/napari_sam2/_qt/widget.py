@@ -21,6 +21,7 @@ import time
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from ..errors import SAM2Error
+from ..io.labels import METADATA_KEY
 from .model_picker import ModelPicker
 from .segmenter import DIRECTIONS, Segmenter
 from .stack import AXIS_KINDS
@@ -227,7 +228,7 @@ class SAM2Widget(Container):
             notify("warning", "nothing to save yet: Start, click objects and Commit them first")
             return []
         try:
-            meta = seg.metadata() if seg.active else seg.result.metadata.get("napari_sam2")
+            meta = seg.metadata() if seg.active else seg.result.metadata.get(METADATA_KEY)
             written = save_labels(
                 path, seg.result.data, scale=seg.result.scale, units=getattr(seg.result, "units", None), sam2=meta
             )
