@@ -17,7 +17,7 @@ The shipped model never sees the ``membrane`` style (a bright rim around a dark 
 
 Seeds: training stacks 2**31 + 300000 + i, held-out stacks 2**31 + 400000 + i, old-style
 images 2**31 + 500000 + i; the shipped model's training draws seeds below 2**31, and
-``benchmarks/eval_cells.py`` uses 2**31 .. 2**31 + 2**18.
+``factory/eval_cells.py`` uses 2**31 .. 2**31 + 2**18.
 
     python benchmarks/bench_finetune.py [--model napari-sam2-cells] [--steps 300] [--threads 2]
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from common import REPO, machine
-from eval_cells import dumps, fmt
+from report import dumps, fmt
 
 SEED_BASE = 2**31
 SEED_OFFSET = {"train": 300_000, "test": 400_000, "old": 500_000}

@@ -306,7 +306,7 @@ def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
         assert res["tracking_timelapse"]["count"] == 30
         assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
         assert settings_of(folder / name).clip_length == 32
-    calibration = json.loads((folder.parents[1] / "presence_calibration.json").read_text())["kinds"]
+    calibration = json.loads((folder.parents[3] / "factory/results/presence_calibration.json").read_text())["kinds"]
 
     def at_chosen(kinds_of: dict, kind: str) -> float:
         k = kinds_of[kind]
@@ -524,18 +524,9 @@ def test_fast_fraction_draws_timelapses_with_fast_cells(monkeypatch: pytest.Monk
 
     assert mean_step(1.0) > 1.2 * mean_step(0.0)
 
-def _calibration_module():
-    import importlib
-    import sys
-
-    bench = str(Path(__file__).parents[1] / "benchmarks")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    return importlib.import_module("calibrate_presence")
-
-
 def test_presence_calibration_avoids_a_bias_next_to_a_cliff():
-    cal = _calibration_module()
+    from factory import calibrate_presence as cal
+
     # the best mean sits one step from a collapse: its neighbourhood's worst case rules it out
     scores = {0.0: 0.74, -0.5: 0.75, -1.0: 0.77, -1.5: 0.78, -2.0: 0.80, -2.5: 0.65}
     assert cal.robust(scores)[-2.0] == 0.65 and cal.robust(scores)[-1.5] == 0.77
@@ -548,10 +539,10 @@ def test_presence_calibration_avoids_a_bias_next_to_a_cliff():
 def test_the_shipped_model_carries_the_recorded_calibration():
     """napari-sam2-cells's presence biases are the ones benchmarks/calibrate_presence.py chose,
     on the validation split, by its rule, from the sweep it recorded."""
+    from factory import calibrate_presence as cal
     from napari_sam2 import load_model
 
-    cal = _calibration_module()
-    record = json.loads((Path(__file__).parents[1] / "benchmarks/results/presence_calibration.json").read_text())
+    record = json.loads((Path(__file__).parents[1] / "factory/results/presence_calibration.json").read_text())
     assert record["split"] == "validation" and record["stacks_per_kind"] == 10
     config = load_model("napari-sam2-cells").config
     for kind, bias in (("timelapse", config.presence_bias_t), ("zstack", config.presence_bias_z)):

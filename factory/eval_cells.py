@@ -16,14 +16,16 @@ so that each image's style is known for the per-style table.
 between training runs or checkpoints on it leaves the test set, whose numbers the docs
 quote, untouched by that choice.
 
-    python benchmarks/eval_cells.py [--model napari-sam2-cells] [--images 100] [--stacks 20] [--threads 2]
-    python benchmarks/eval_cells.py --baseline-only        # numpy only, no model
-    python benchmarks/eval_cells.py --split validation --model runs/x/model.pt --out /tmp/val.json
-    python benchmarks/eval_cells.py --tracking-only ...   # skip the 2-D part
-    python benchmarks/eval_cells.py --uncalibrated ...    # track without the presence calibration
+    python -m factory.eval_cells [--model napari-sam2-cells] [--images 100] [--stacks 20] [--threads 2]
+    python -m factory.eval_cells --baseline-only        # numpy only, no model
+    python -m factory.eval_cells --split validation --model runs/x/model.pt --out /tmp/val.json
+    python -m factory.eval_cells --tracking-only ...   # skip the 2-D part
+    python -m factory.eval_cells --uncalibrated ...    # track without the presence calibration
+
+(from the repository root; until issue 17 this was ``python benchmarks/eval_cells.py``)
 
 Tracking tells the session the kind of stack, as the plugin and the CLI do, so a model's
-presence calibration (``benchmarks/calibrate_presence.py``) is used; ``--uncalibrated``
+presence calibration (``factory/calibrate_presence.py``) is used; ``--uncalibrated``
 measures without it.
 
 Each tracking mean comes with a 95% bootstrap interval over stacks
@@ -32,21 +34,20 @@ few stacks the interval shows how far the mean could move on another draw. The t
 has 20 stacks per kind (60 tracks); until 2026-11-24 it had 6 (18 tracks, the first six
 of these), whose interval for time-lapses spanned 0.62-0.76.
 
-Results go to benchmarks/results/cells_eval.json (``--out``).
+Results go to factory/results/cells_eval.json (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import REPO, machine
+from benchmarks.common import REPO, machine
+from benchmarks.report import dumps, fmt
 
 #: the issue's targets
 TARGET_2D_MEAN = 0.80
@@ -92,32 +93,6 @@ def by_style(result: dict, styles_of_image: list[str]) -> dict[str, dict]:
     }
 
 
-def rounded(x, digits: int = 4):
-    """``x`` with every float rounded (keeps the JSON small)."""
-    if isinstance(x, float):
-        return round(x, digits)
-    if isinstance(x, dict):
-        return {k: rounded(v, digits) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [rounded(v, digits) for v in x]
-    return x
-
-
-def dumps(report: dict) -> str:
-    """Indented JSON with lists of numbers (and lists of such lists) on one line."""
-
-    def one_line(m: re.Match) -> str:
-        return re.sub(r"\s+", "", m.group(0)).replace(",", ", ")
-
-    text = json.dumps(rounded(report), indent=1)
-    text = re.sub(r"\[[^\[\]{}\"]*\]", one_line, text)
-    return re.sub(r"\[(\s*\[[^\[\]{}\"]*\],?)+\s*\]", one_line, text) + "\n"
-
-
-def fmt(x: float | None) -> str:
-    return "  -  " if x is None else f"{x:.3f}"
-
-
 def change(before: dict, after: dict | None, key: str) -> str:
     return str(before[key]) if after is None else f"{before[key]} -> {after[key]}"
 
@@ -142,7 +117,7 @@ def main() -> None:
     ap.add_argument("--uncalibrated", action="store_true",
                     help="track without the model's presence calibration (as when the kind of stack is unknown)")  # fmt: skip
     ap.add_argument("--baseline-only", action="store_true", help="only the classical 2-D baseline (no model)")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cells_eval.json")
+    ap.add_argument("--out", type=Path, default=REPO / "factory" / "results" / "cells_eval.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

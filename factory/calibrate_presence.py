@@ -18,8 +18,12 @@ object, no correction, the mean per-frame IoU), so that the test split stays unt
   wins (the least change that gets the gain);
 * then it writes the model with them (same weights, fp16) and the sweep as JSON.
 
-    python benchmarks/calibrate_presence.py --model runs/cells-p67/model.pt \\
-        -o src/napari_sam2/data/napari-sam2-cells.pt --threads 2
+    python -m factory.calibrate_presence --model runs/cells-p67/model.pt \\
+        -o runs/cells-p67cal/model.pt --threads 2        # from the repository root
+
+The shipped file's own command and its sweep are in its lineage record (lineage.json beside
+it; factory/results/presence_calibration.json). Until issue 17 this script was
+``benchmarks/calibrate_presence.py``.
 
 The official models keep 0 (their object-score head was trained on natural videos, and
 0 reproduces the official tracker); a model trained again must be calibrated again.
@@ -35,8 +39,10 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, machine
-from eval_cells import held_out_stacks, rounded
+from benchmarks.common import REPO, machine
+from benchmarks.report import rounded
+
+from .eval_cells import held_out_stacks
 
 GRID = {"t": (0.0, 0.5, 1.0, 1.5, 2.0), "z": (0.0, -0.5, -1.0, -1.5, -2.0, -2.5)}
 KINDS = {"t": "timelapse", "z": "zstack"}
@@ -65,13 +71,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--tolerance", type=float, default=0.005, help="mean IoU within which a smaller |bias| wins")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "presence_calibration.json")
+    ap.add_argument("--out", type=Path, default=REPO / "factory" / "results" / "presence_calibration.json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from napari_sam2.evaluate import evaluate_tracking
-    from napari_sam2.train.loop import export_model
+    from napari_sam2.finetune.loop import export_model
     from napari_sam2.weights import load_model, resolve_checkpoint
 
     source = resolve_checkpoint(args.model)
@@ -105,7 +111,7 @@ def main() -> None:
     meta = torch.load(source, map_location="cpu", weights_only=True)
     # the checkpoint's own notes (e.g. averaged_from); a bare state dict has only tensors
     keep = {k: v for k, v in meta.items() if k != "config" and isinstance(v, str)}
-    export_model(model, args.output, **keep, presence_calibrated_by="benchmarks/calibrate_presence.py")
+    export_model(model, args.output, **keep, presence_calibrated_by="factory/calibrate_presence.py")
     report["written"] = str(args.output)
     args.out.write_text(json.dumps(rounded(report), indent=1) + "\n")
     print(f"wrote {args.output} (t {chosen['t']:+.1f}, z {chosen['z']:+.1f}) and {args.out}")
