@@ -550,7 +550,7 @@ def test_a_local_cluster_that_cannot_start_is_one_line(tmp_path: Path, monkeypat
                      "-o", str(tmp_path / "out"), "--scheduler", "local:1"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [
-        "napari-sam2: error: could not start a local dask cluster of 1 worker process (Nanny failed to start.)"
+        "napari-sam2: error: could not start a local dask cluster of 1 worker process (RuntimeError: Nanny failed to start.)"
     ], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

@@ -32,14 +32,14 @@ from .errors import (
     WeightsUnavailableError,
     one_line,
 )
+from .engine.runs import DIRECTIONS, check_direction, frames_visited, plan_runs
+from .prompt import PromptSet
 from .runtime import configure_torch, cpu_cores, default_threads
 
 if TYPE_CHECKING:
-    from .engine.session import FrameResult, VideoSession
     from .io.prompts import Prompt
     from .model.sam2 import SAM2
 
-DIRECTIONS = ("both", "forward", "backward")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 #: errors that are about the model, not the stack: every other stack would fail the same way
 MODEL_ERRORS = (CheckpointError, WeightsUnavailableError, UnknownModelError)
@@ -240,8 +240,7 @@ def segment_steps(
     from .io.stacks import open_stack
 
     start_time = time.perf_counter()
-    if job.direction not in DIRECTIONS:
-        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {job.direction!r}")
+    check_direction(job.direction)
     output = Path(job.output)
     # never an input of this run, and --overwrite only over labels we wrote: checked before any work
     check_output_spares(output, [job.input, job.prompts, job.boxes, *_job_files(job.model)])
@@ -250,6 +249,7 @@ def segment_steps(
     with open_stack(job.input, axis=job.axis) as stack:
         is_stack = len(stack.shape) == 3
         prompts = read_job_prompts(job, stack.shape, stack.axis if is_stack else None)
+        from .engine.editor import Editor
         from .engine.session import VideoSession
 
         if configure:
@@ -282,13 +282,13 @@ def segment_steps(
             output, stack.label_shape, dtype=label_dtype(max(obj_ids)), axes=label_axes,
             scale=stack.label_scale, units=stack.label_units, metadata=metadata, overwrite=job.overwrite,
         ) as writer:  # fmt: skip
-            for p in prompts:
-                session.add_prompt(p.frame, p.obj_id, points=p.points_xy, labels=p.labels, box=p.box, mask=p.mask)
-            frames = [p.frame for p in prompts]
-            total = _frames_visited(n_frames, min(frames), max(frames), job.direction)
+            editor = Editor(session)
+            editor.apply(PromptSet.of(prompts))
+            runs = plan_runs(editor.prompts.frames, n_frames, job.direction)
+            total = frames_visited(runs)
             reached: set[int] = set()
             yield Progress(0, total)
-            for done, result in enumerate(propagate(session, min(frames), max(frames), job.direction), 1):
+            for done, result in enumerate(editor.propagate(runs), 1):
                 writer.write_frame(result.frame, result.label_image(writer.dtype))
                 reached.add(result.frame)
                 yield Progress(done, total)
@@ -307,31 +307,6 @@ def segment_steps(
 def _job_files(spec: ModelSpec) -> list[str]:
     """The model's files of a job (a checkpoint path, a config), which no output may replace."""
     return [f for f in (spec.source, spec.config) if f is not None and os.path.exists(f)]
-
-
-def propagate(session: VideoSession, first: int, last: int, direction: str) -> Iterator[FrameResult]:
-    """Propagate in ``direction`` from the prompted frames ``first`` .. ``last``.
-
-    ``forward`` runs from ``first`` to the end, ``backward`` from ``last`` to frame 0, and
-    ``both`` forward from ``first`` then backward from ``first``, so that prompts on a middle
-    slice label the whole stack. A frame yielded twice (``first`` in ``both``) is the same
-    frame after more tracking: write the later one.
-    """
-    if direction in ("forward", "both"):
-        yield from session.propagate(start=first)
-    if direction == "backward":
-        # the session (like the official predictor) yields nothing backward from frame 0
-        yield from session.propagate(start=last, reverse=True) if last > 0 else session.propagate(start=0, max_frames=0)
-    elif direction == "both" and first > 0:
-        yield from session.propagate(start=first, reverse=True)
-
-
-def _frames_visited(n: int, first: int, last: int, direction: str) -> int:
-    if direction == "forward":
-        return n - first
-    if direction == "backward":
-        return last + 1
-    return n - first + (first + 1 if first > 0 else 0)
 
 
 def segment_stack(job: SegmentJob, model: SAM2 | None = None, *, configure: bool = False) -> StackResult:
