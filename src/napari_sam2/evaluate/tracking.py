@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.editor import Editor
 from ..engine.session import VideoSession
+from ..prompt import Prompt, PromptSet
 from ..model.sam2 import SAM2
 from ..synthetic import divisions as find_divisions
 from .metrics import MIN_AREA, Log, bootstrap_interval, click_point, correction_click, mask_iou
@@ -28,15 +30,13 @@ def _largest_objects(labels: np.ndarray, n: int, min_area: int) -> list[int]:
     return keep[:n]
 
 
-def _propagate(session: VideoSession, obj: int, start: int | None) -> np.ndarray:
-    """Propagate forward and then backward from ``start`` (the plugin's "both"), or with
-    ``start=None`` carry the pending corrections outward (``VideoSession.correction_runs``,
-    as the plugin's Propagate after a correction); return ``obj``'s (T, H, W) masks on
-    every frame."""
-    runs = [(start, False, 0), (start, True, 0)] if start is not None else session.correction_runs("both")
-    for begin, reverse, _ in runs:
-        for _ in session.propagate(start=begin, reverse=reverse):
-            pass
+def _propagate(editor: Editor, obj: int) -> np.ndarray:
+    """Propagate as the plugin's Propagate ("both"): from the prompt both ways, or after a
+    correction outward from the corrected frame (``Editor.plan``); return ``obj``'s (T, H, W)
+    masks on every frame."""
+    for _ in editor.propagate(editor.plan("both")):
+        pass
+    session = editor.session
     k = session.obj_ids.index(obj)
     return np.stack([session.result(t).masks[k] for t in range(session.num_frames)])
 
@@ -174,14 +174,16 @@ def evaluate_tracking(
             model, image, compute_dtype=compute_dtype, corrections_as_conditioning=True,
             stack_kind=stack_kind, presence_bias=presence_bias,
         ) as session:  # fmt: skip
+            editor = Editor(session)  # the plugin's edit path: a first click, then a correction
             for obj in chosen:
                 gt = labels == obj
                 others = (labels > 0) & ~gt
                 areas = gt.reshape(len(gt), -1).sum(axis=1)  # (T,)
                 f0 = int(np.argmax(areas))
-                session.reset()
-                session.add_prompt(f0, obj, points=[click_point(gt[f0])], labels=[1])
-                pred = _propagate(session, obj, f0)
+                editor.reset()
+                first = Prompt(frame=f0, obj_id=obj, points_xy=[click_point(gt[f0])], labels=[1], box=None)
+                editor.apply(PromptSet.of([first]))
+                pred = _propagate(editor, obj)
                 before = _per_frame(pred, gt)
                 rec: dict[str, Any] = {
                     "stack": s, "label": obj, "click_frame": f0, "frames_present": int((areas > 0).sum()),
@@ -201,8 +203,9 @@ def evaluate_tracking(
                         points, labs = [xy], [positive]
                         if worst == f0:  # a frame's prompts are replaced: keep the first click
                             points, labs = [click_point(gt[f0]), xy], [1, positive]
-                        session.add_prompt(worst, obj, points=points, labels=labs)
-                        pred_after = _propagate(session, obj, None)
+                        fix = Prompt(frame=worst, obj_id=obj, points_xy=points, labels=labs, box=None)
+                        editor.apply(PromptSet({p.key: p for p in (first, fix)}))  # fix replaces first on f0
+                        pred_after = _propagate(editor, obj)
                         after = _per_frame(pred_after, gt)
                         rec["lost_after"] = lost_frames(pred_after, gt, others)
                         rec["after"], rec["per_frame_after"] = float(np.mean(after)), after
