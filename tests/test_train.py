@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from napari_sam2.engine.preprocess import percentile_window
 from napari_sam2.finetune import data as data_module
 from napari_sam2.finetune import steps as steps_module
 from napari_sam2.finetune.data import END_FRAMES, Clip, clip_from_stack
-from napari_sam2.finetune.loop import TrainSettings
 from napari_sam2.finetune.losses import segmentation_loss
 from napari_sam2.finetune.prompts import correction_click, first_prompt, sample_box, sample_click
 from napari_sam2.finetune.steps import image_step, video_step
@@ -239,126 +237,6 @@ def test_default_clips_are_the_clips_of_before():
         assert torch.equal(e.frames, f.frames) and np.array_equal(e.masks, f.masks)
 
 
-def test_the_committed_run_record_is_the_default_settings():
-    record = json.loads(
-        (Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/settings.json").read_text()
-    )
-    record["freeze"] = tuple(record["freeze"])
-    assert TrainSettings(**record) == TrainSettings()  # the new knobs default to what that run did
-
-
-def test_the_later_run_records_load_and_were_judged_on_the_validation_split():
-    # docs/model.md's table of the runs after phase 2: each record describes today's code, and each
-    # run's validation result is there, from the validation split, over 32-frame stacks
-    folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/experiments"
-    runs = sorted((p.name for p in folder.iterdir() if p.is_dir()), key=lambda n: (int(n[5:].rstrip("ab")), n))
-    assert runs == [
-        "phase3b", "phase4a", "phase4b", "phase5", "phase6", "phase7", "phase8", "phase9", "phase10", "phase11",
-        "phase12a", "phase12b", "phase13a", "phase13b",
-    ]  # fmt: skip
-    clip_lengths = {}
-    for run in runs:
-        settings = settings_of(folder / run)
-        clip_lengths[run] = settings.clip_length
-        last = json.loads((folder / run / "log.jsonl").read_text().splitlines()[-1])
-        assert last["step"] == settings.steps  # the run finished
-        for name in (run, "phase2-shipped"):
-            result = json.loads((folder / f"validation_{name}.json").read_text())
-            assert result["settings"]["split"] == "validation" and result["settings"]["frames"] == 32
-            assert result["results"]["tracking_timelapse"]["count"] == 30
-    assert (clip_lengths["phase3b"], clip_lengths["phase4a"], clip_lengths["phase5"]) == (16, 8, 16)
-    # the shipped one (phase5) tracks better than phase 2 in both kinds, with no 2-D loss
-    val = {n: json.loads((folder / f"validation_{n}.json").read_text())["results"] for n in ("phase5", "phase2-shipped")}
-    for kind in ("tracking_timelapse", "tracking_zstack"):
-        assert val["phase5"][kind]["mean_before"] > val["phase2-shipped"][kind]["mean_before"]
-    two_d = {n: json.loads((folder / f"validation_2d_{n}.json").read_text())["results"] for n in ("phase5", "phase2-shipped")}
-    assert two_d["phase5"]["model_2d"]["mean_iou"] >= two_d["phase2-shipped"]["model_2d"]["mean_iou"]
-    # runs 6-8 (after the division fix and with corrections carried outward) are compared with
-    # phase 5 measured again at that code: each falls behind it in one kind; the mean of 6 and 7
-    # (shipped now) beats it in both, with no 2-D loss
-    kinds = ("tracking_timelapse", "tracking_zstack")
-    again = json.loads((folder / "validation_phase5_v2.json").read_text())["results"]
-    for run in ("phase6", "phase7", "phase8"):
-        res = json.loads((folder / f"validation_{run}.json").read_text())["results"]
-        assert settings_of(folder / run).clip_length == 16
-        assert any(res[k]["mean_before"] < again[k]["mean_before"] for k in kinds)
-    assert [settings_of(folder / r).division_fraction for r in ("phase6", "phase7", "phase8")] == [0.0, 0.25, 0.15]
-    mean = json.loads((folder / "validation_average6-7.json").read_text())
-    assert mean["settings"]["split"] == "validation" and mean["results"]["tracking_timelapse"]["count"] == 30
-    assert all(mean["results"][k]["mean_before"] > again[k]["mean_before"] for k in kinds)
-    mean_2d = json.loads((folder / "validation_2d_average6-7.json").read_text())["results"]["model_2d"]
-    assert mean_2d["mean_iou"] >= two_d["phase5"]["model_2d"]["mean_iou"]
-    # runs 9 and 10 (clips cut from 32-frame time-lapses), their mean, run 11 (half division
-    # clips) and its mean with the shipped weights: none beats the shipped weights (the mean of
-    # 6 and 7, uncalibrated, as all of these were measured) in both kinds, so they stay
-    shipped = mean["results"]
-    for name in ("phase9", "phase10", "average9-10", "phase11", "average6-7-11"):
-        res = json.loads((folder / f"validation_{name}.json").read_text())["results"]
-        assert res["tracking_zstack"]["count"] == 30
-        assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
-    assert [settings_of(folder / r).timelapse_frames for r in ("phase9", "phase10", "phase11")] == [32, 32, 32]
-    assert settings_of(folder / "phase11").division_fraction == 0.5
-    # run 12 (32-frame clips, two seeds): neither seed beats the shipped weights in both kinds,
-    # and their mean, and its mean with the shipped weights, calibrated as the shipped model
-    # was, track time-lapses worse than the shipped model does at its calibration
-    for name in ("phase12a", "phase12b"):
-        res = json.loads((folder / f"validation_{name}.json").read_text())["results"]
-        assert res["tracking_timelapse"]["count"] == 30
-        assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
-        assert settings_of(folder / name).clip_length == 32
-    calibration = json.loads((folder.parents[3] / "factory/results/presence_calibration.json").read_text())["kinds"]
-
-    def at_chosen(kinds_of: dict, kind: str) -> float:
-        k = kinds_of[kind]
-        return next(row["mean"] for row in k["sweep"] if row["bias"] == k["chosen"])
-
-    for name in ("average12", "average6-7-12"):
-        sweep = json.loads((folder / f"presence_sweep_{name}.json").read_text())
-        assert sweep["split"] == "validation"
-        assert at_chosen(sweep["kinds"], "timelapse") < at_chosen(calibration, "timelapse")
-    # run 13 (70% fast time-lapses, two seeds): neither seed follows the fast cells (4 px per
-    # frame or more) better than the shipped weights on the same stacks, nor beats them in both
-    # kinds; their mean, and its mean with the shipped weights, calibrated, lose in both kinds
-    again_shipped = json.loads((folder / "validation_average6-7_with_speeds.json").read_text())["results"]
-    assert all(again_shipped[k]["mean_before"] == shipped[k]["mean_before"] for k in kinds)  # reproduced
-
-    def fast_mean(results: dict) -> float:
-        tracks = [o for o in results["tracking_timelapse"]["objects"] if o["speed"] is not None and o["speed"] >= 4]
-        assert len(tracks) == 5
-        return float(np.mean([o["before"] for o in tracks]))
-
-    for name in ("phase13a", "phase13b"):
-        res = json.loads((folder / f"validation_{name}.json").read_text())["results"]
-        assert settings_of(folder / name).fast_fraction == 0.7 and settings_of(folder / name).clip_length == 16
-        assert any(res[k]["mean_before"] < shipped[k]["mean_before"] for k in kinds)
-        assert fast_mean(res) < fast_mean(again_shipped)
-    for name in ("average13", "average6-7-13"):
-        sweep = json.loads((folder / f"presence_sweep_{name}.json").read_text())
-        assert sweep["split"] == "validation"
-        assert all(at_chosen(sweep["kinds"], k) < at_chosen(calibration, k) for k in ("timelapse", "zstack"))
-
-
-def settings_of(run: Path) -> TrainSettings:
-    record = json.loads((run / "settings.json").read_text())
-    record["freeze"] = tuple(record["freeze"])
-    return TrainSettings(**record)
-
-
-def test_the_phase2_run_record_uses_the_ending_clips_and_worst_frame_corrections():
-    # the shipped model's second phase: its settings load into today's TrainSettings and
-    # differ from the defaults exactly where docs/model.md says they do
-    folder = Path(__file__).parents[1] / "benchmarks/results/napari-sam2-cells/phase2"
-    record = json.loads((folder / "settings.json").read_text())
-    record["freeze"] = tuple(record["freeze"])
-    settings = TrainSettings(**record)
-    changed = {k for k, v in asdict(settings).items() if v != getattr(TrainSettings(), k)}
-    assert changed == {"steps", "lr", "warmup", "seed", "video_fraction", "video_start", "end_fraction",
-                       "correction_fraction", "correction_at"}
-    assert (settings.end_fraction, settings.correction_at, settings.correction_fraction) == (0.4, "worst", 0.6)
-    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == settings.steps
-
-
 def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, monkeypatch: pytest.MonkeyPatch):
     # one object filling the frame, gone on frame 2: the fixture's model predicts it present
     # everywhere (object score) with some pixels on, so its IoU is > 0 on every frame but 0 on frame 2
@@ -388,14 +266,18 @@ def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, mo
 
 def test_training_command_records_the_ending_and_correction_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from factory import train as cmd
+    from factory.check_lineage import train_settings
 
     monkeypatch.setattr(cmd, "CELLS_CONFIG", SMALL_CONFIG)
     out = tmp_path / "run"
     run = ["--out", str(out), "--steps", "1", "--warmup", "1", "--threads", "1"]
     run += ["--video-fraction", "1", "--video-start", "0"]  # one clip step
     new = ["--end-fraction", "0.5", "--correction-at", "worst", "--correction-fraction", "1", "--clip-length", "3"]
-    assert cmd.main(run + new + ["--gap-fraction", "0.25", "--timelapse-fraction", "0.3"]) == 0
+    argv = run + new + ["--gap-fraction", "0.25", "--timelapse-fraction", "0.3"]
+    assert cmd.main(argv) == 0
     settings = json.loads((out / "settings.json").read_text())
+    # what a run records loads back as what its command asks for (factory.check_lineage relies on it)
+    assert train_settings(settings) == cmd.settings_from(cmd.build_parser().parse_args(argv))
     assert (settings["end_fraction"], settings["correction_at"], settings["correction_fraction"]) == (0.5, "worst", 1.0)
     assert (settings["clip_length"], settings["gap_fraction"], settings["timelapse_fraction"]) == (3, 0.25, 0.3)
     assert "video/loss" in json.loads((out / "log.jsonl").read_text().splitlines()[-1])
@@ -524,6 +406,7 @@ def test_fast_fraction_draws_timelapses_with_fast_cells(monkeypatch: pytest.Monk
 
     assert mean_step(1.0) > 1.2 * mean_step(0.0)
 
+
 def test_presence_calibration_avoids_a_bias_next_to_a_cliff():
     from factory import calibrate_presence as cal
 
@@ -534,21 +417,3 @@ def test_presence_calibration_avoids_a_bias_next_to_a_cliff():
     # on a plateau the smallest change within the tolerance wins
     assert cal.choose({0.0: 0.70, 0.5: 0.76, 1.0: 0.762, 1.5: 0.763, 2.0: 0.763}, 0.005) == 1.0
     assert cal.choose({0.0: 0.80, 1.0: 0.70}, 0.005) == 0.0  # no gain: no bias
-
-
-def test_the_shipped_model_carries_the_recorded_calibration():
-    """napari-sam2-cells's presence biases are the ones benchmarks/calibrate_presence.py chose,
-    on the validation split, by its rule, from the sweep it recorded."""
-    from factory import calibrate_presence as cal
-    from napari_sam2 import load_model
-
-    record = json.loads((Path(__file__).parents[1] / "factory/results/presence_calibration.json").read_text())
-    assert record["split"] == "validation" and record["stacks_per_kind"] == 10
-    config = load_model("napari-sam2-cells").config
-    for kind, bias in (("timelapse", config.presence_bias_t), ("zstack", config.presence_bias_z)):
-        sweep = record["kinds"][kind]["sweep"]
-        assert [row["bias"] for row in sweep] == list(cal.GRID[kind[0]])
-        assert record["kinds"][kind]["chosen"] == bias == cal.choose({r["bias"]: r["mean"] for r in sweep}, record["tolerance"])
-        uncalibrated = next(r["mean"] for r in sweep if r["bias"] == 0.0)
-        assert next(r["mean"] for r in sweep if r["bias"] == bias) > uncalibrated
-    assert config.presence_bias_t > 0 > config.presence_bias_z  # time-lapses keep cells, z-stacks let go
