@@ -211,8 +211,9 @@ CONFIGS: dict[str, SAM2Config] = _official_configs()
 
 
 #: Our own small SAM 2 (SAM 2.1 layout), trained on synthetic fluorescence microscopy by
-#: ``napari_sam2.train`` and shipped with the package: 256 x 256 input, a 4-stage Hiera
-#: of width 32, full-width (256) prompt encoder and decoder, 2 memory-attention layers.
+#: ``factory/train.py`` (in the repository) and shipped with the package: 256 x 256
+#: input, a 4-stage Hiera of width 32, full-width (256) prompt encoder and decoder, 2
+#: memory-attention layers.
 CELLS_CONFIG = SAM2Config(
     name="napari-sam2-cells",
     image_size=256,
