@@ -152,9 +152,11 @@ def _check_command(step: dict[str, Any], parents: list[dict[str, Any]]) -> Probl
             recorded = train_settings(step["settings"])
         except TypeError as exc:
             return [f"step {name!r}: its settings do not load into today's TrainSettings ({exc})"]
-        differ = {k: (v, getattr(recorded, k)) for k, v in dataclasses.asdict(asked).items() if v != getattr(recorded, k)}
+        differ = {k: (v, getattr(recorded, k)) for k, v in dataclasses.asdict(asked).items()
+                  if v != getattr(recorded, k)}  # fmt: skip
         if differ:
-            problems.append(f"step {name!r}: the command asks for other settings than it recorded (asked, recorded): {differ}")
+            problems.append(f"step {name!r}: the command asks for other settings than it recorded "
+                            f"(asked, recorded): {differ}")  # fmt: skip
     if writes != step["output"]:
         problems.append(f"step {name!r}: the command writes {writes}, the record says {step['output']}")
     # a step may read its one parent by the bundled name (the parent was the bundled file then)
@@ -208,11 +210,12 @@ def _check_sweep(step: dict[str, Any], repo: Path) -> Problems:
         if [row["bias"] for row in sweep] != list(GRID[kind]):
             problems.append(f"{step['result']}: the {name} sweep is not on today's grid {GRID[kind]}")
         if not result["kinds"][name]["chosen"] == again == step["settings"]["chosen"][kind]:
-            problems.append(f"{step['result']}: {name} chose {result['kinds'][name]['chosen']}, the rule gives {again}, "
-                            f"the record says {step['settings']['chosen'][kind]}")  # fmt: skip
+            problems.append(f"{step['result']}: {name} chose {result['kinds'][name]['chosen']}, "
+                            f"the rule gives {again}, the record says {step['settings']['chosen'][kind]}")  # fmt: skip
     for key in ("split", "stacks_per_kind", "frames", "tolerance"):
         if result.get(key) != step["settings"].get(key):
-            problems.append(f"{step['result']}: {key} {result.get(key)!r}, the record says {step['settings'].get(key)!r}")
+            recorded = step["settings"].get(key)
+            problems.append(f"{step['result']}: {key} {result.get(key)!r}, the record says {recorded!r}")
     return problems
 
 
@@ -252,7 +255,8 @@ def check_evaluation(record: dict[str, Any], card: str, *, repo: Path = REPO) ->
                 problems.append(f"{ev['result']}: has no {dotted}")
                 continue
             values, founds = (value, found) if isinstance(value, list) else ([value], [found])
-            if len(founds) != len(values) or any(abs(float(f) - float(v)) > 5e-4 + 1e-9 for f, v in zip(founds, values)):
+            close = all(abs(float(f) - float(v)) <= 5e-4 + 1e-9 for f, v in zip(founds, values))
+            if len(founds) != len(values) or not close:
                 problems.append(f"{ev['result']}: {dotted} is {found}, the record says {value}")
             for v in values:
                 if not _quoted(float(v), card):
@@ -283,7 +287,8 @@ def check_git(record: dict[str, Any], folder: Path, *, repo: Path = REPO) -> Pro
         if step["sha256"] != UNKNOWN:
             data = blob(step["commit"], step["path"])
             if data is None or sha256_of(data) != step["sha256"]:
-                problems.append(f"step {step['name']!r}: {step['commit']}:{step['path']} is not sha256 {step['sha256']}")
+                where = f"{step['commit']}:{step['path']}"
+                problems.append(f"step {step['name']!r}: {where} is not sha256 {step['sha256']}")
         if step.get("read_by_name"):
             parent = steps[step["parents"][0]]
             data = blob(f"{step['commit']}^", parent["path"])

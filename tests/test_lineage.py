@@ -62,7 +62,8 @@ def _lineage(repo: Path) -> tuple[Path, dict]:
             {**step, "name": "calibrated", "kind": "calibrate", "parents": ["mean"], "sha256": digest,
              "command": "python -m factory.calibrate_presence --model runs/m/model.pt -o runs/cal.pt",
              "output": "runs/cal.pt", "result": "results/calibration.json",
-             "settings": {"split": "validation", "stacks_per_kind": 2, "frames": 8, "tolerance": 0.005, "chosen": CHOSEN}},
+             "settings": {"split": "validation", "stacks_per_kind": 2, "frames": 8, "tolerance": 0.005,
+                          "chosen": CHOSEN}},
         ],
         "evaluation": [{"name": "test", "command": "python -m factory.eval_cells", "result": "results/eval.json",
                         "commit": "unknown", "numbers": {"results.x.iou": 0.812, "results.x.interval": [0.701, 0.9]}}],
@@ -95,8 +96,8 @@ def _changes():
         r["steps"][0]["parents"] = ["b"]
 
     def stray(r):
-        r["steps"].insert(0, {**r["steps"][0], "name": "z", "command": f"{TRAIN} --out runs/z", "output": "runs/z/model.pt",
-                              "settings": _settings()})  # fmt: skip
+        r["steps"].insert(0, {**r["steps"][0], "name": "z", "command": f"{TRAIN} --out runs/z",
+                              "output": "runs/z/model.pt", "settings": _settings()})  # fmt: skip
 
     def chosen(r):
         r["steps"][-1]["settings"]["chosen"] = {**CHOSEN, "t": CHOSEN["t"] + 0.5}
