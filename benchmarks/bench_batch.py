@@ -79,28 +79,28 @@ def checkpoint_for(model: str, folder: Path) -> tuple[str, str | None]:
 
 
 def run(model: str, n_stacks: int, n_frames: int, hw: tuple[int, int], workers: int, repeat: int) -> dict:
-    from napari_sam2 import batch
+    from napari_sam2 import batch, pipeline
     from napari_sam2.io import read_labels
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         stacks = make_stacks(folder, n_stacks, n_frames, hw)
         checkpoint, config = checkpoint_for(model, folder)
-        spec = batch.ModelSpec(checkpoint, config)
-        template = batch.SegmentJob("", "", "", spec, direction="both")
+        spec = pipeline.ModelSpec(checkpoint, config)
+        template = pipeline.SegmentJob("", "", "", spec, direction="both")
 
-        def jobs(out: str, threads: int | None = None) -> list[batch.SegmentJob]:
+        def jobs(out: str, threads: int | None = None) -> list[pipeline.SegmentJob]:
             planned = batch.plan_jobs(stacks, folder, folder / out, template)[0]
             return [replace(job, torch_threads=threads) for job in planned]
 
         def sequential(out: str) -> float:  # one after another, in this process
             t = time.perf_counter()
             for job in jobs(out):
-                batch.segment_stack(job)
+                pipeline.segment_stack(job)
             return time.perf_counter() - t
 
         configure_torch(None)
-        batch.cached_model(spec)  # both sides load the model once: here, or once per worker (in "cold")
+        pipeline.cached_model(spec)  # both sides load the model once: here, or once per worker (in "cold")
         times: dict[str, list[float]] = {"sequential": [], "batch_warm": []}
         t = time.perf_counter()
         with batch.dask_client(f"local:{workers}", n_stacks=n_stacks) as (client, threads):

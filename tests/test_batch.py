@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2 import batch
-from napari_sam2.batch import ModelSpec, SegmentJob, find_prompt_files, plan_jobs
+from napari_sam2 import batch, pipeline
+from napari_sam2.batch import find_prompt_files, plan_jobs
+from napari_sam2.pipeline import ModelSpec, SegmentJob
 from napari_sam2.errors import InputError
 from napari_sam2.io import read_labels
 
@@ -157,12 +158,12 @@ def test_without_distributed_batch_says_how_to_install_it(tmp_path: Path) -> Non
 
 
 def test_cached_model_loads_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch, "_MODELS", {})
+    monkeypatch.setattr(pipeline, "_MODELS", {})
     spec = ModelSpec(str(CHECKPOINT), str(CONFIG))
-    loads = batch.model_loads()
-    first = batch.cached_model(spec)
-    assert batch.cached_model(spec) is first and batch.cached_model(replace(spec)) is first
-    assert batch.model_loads() == loads + 1
+    loads = pipeline.model_loads()
+    first = pipeline.cached_model(spec)
+    assert pipeline.cached_model(spec) is first and pipeline.cached_model(replace(spec)) is first
+    assert pipeline.model_loads() == loads + 1
 
 
 def test_prompt_files_are_found_by_stem(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_progress_counts_every_frame_written_from_frame_0(tmp_path: Path, direct
     prompts.write_text(json.dumps({"version": 1, "objects": [{"id": 1, "points": [{"frame": frame, "x": 40, "y": 40}]}]}))
     model = ModelSpec(str(CHECKPOINT), str(CONFIG))
     job = SegmentJob(str(tmp_path / "s.npy"), str(prompts), str(tmp_path / "o.zarr"), model, direction=direction)
-    steps = batch.segment_steps(job)
+    steps = pipeline.segment_steps(job)
     progress = []
     while True:
         try:

@@ -235,7 +235,8 @@ def test_recover_leaves_a_live_writers_store_and_other_peoples_files(tmp_path: P
 
 
 def test_an_interrupted_batch_removes_only_dead_writers_partials(tmp_path: Path) -> None:
-    from napari_sam2.batch import ModelSpec, SegmentJob, remove_partials
+    from napari_sam2.batch import remove_partials
+    from napari_sam2.pipeline import ModelSpec, SegmentJob
 
     out = tmp_path / "x.zarr"
     live = LabelWriter(out, (2, 8, 8))  # another run, still writing the same output

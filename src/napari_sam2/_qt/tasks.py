@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SAM2Error
+from ..progress import Progress
 from ..runtime import configure_torch
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,6 @@ log = logging.getLogger(__name__)
 
 class Cancelled(Exception):
     """Raised inside a job's generator (by :meth:`Task.check`) when the user cancelled."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a job yields: ``done`` of ``total`` steps (total 0 = unknown) and an optional payload."""
-
-    done: int
-    total: int = 0
-    payload: Any = None
 
 
 @dataclass(frozen=True)

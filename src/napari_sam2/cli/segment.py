@@ -1,7 +1,7 @@
 """``napari-sam2 segment`` (prompt files through one stack, into OME-Zarr labels) and
 ``napari-sam2 batch`` (many stacks, one dask task each, with an optional JSON report).
 
-Both build :class:`napari_sam2.batch.SegmentJob` s from the same options and drive the same
+Both build :class:`napari_sam2.pipeline.SegmentJob` s from the same options and drive the same
 one-stack pipeline; ``segment`` runs it here with a progress bar, ``batch`` on dask.
 """
 
@@ -28,7 +28,7 @@ from ._common import (
 
 
 def _add_segment_and_batch(commands: Any) -> None:
-    from ..batch import COMPUTE_DTYPES, DIRECTIONS
+    from ..pipeline import COMPUTE_DTYPES, DIRECTIONS
     from ..runtime import default_threads
 
     common = argparse.ArgumentParser(add_help=False)
@@ -105,7 +105,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _model_spec(args: argparse.Namespace) -> Any:
-    from ..batch import ModelSpec
+    from ..pipeline import ModelSpec
 
     source = str(args.checkpoint.absolute()) if args.checkpoint is not None else _model_name(args)
     config = str(args.config.absolute()) if args.config is not None else None
@@ -113,7 +113,7 @@ def _model_spec(args: argparse.Namespace) -> Any:
 
 
 def _job_template(args: argparse.Namespace, **fields: Any) -> Any:
-    from ..batch import SegmentJob
+    from ..pipeline import SegmentJob
 
     return SegmentJob(
         model=_model_spec(args), axis=args.axis, direction=args.direction, stack_kind=args.stack_kind,
@@ -126,7 +126,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..batch import segment_steps
+    from ..pipeline import segment_steps
     from ..runtime import default_threads
 
     job = _job_template(
