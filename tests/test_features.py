@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -95,21 +94,49 @@ def test_a_raw_array_is_wrapped_in_a_frame_source(model: SAM2, source: FrameSour
     _assert_identical(cache.get(0), _fresh(model, source, 0))
 
 
-def test_concurrent_requests_for_one_frame_encode_it_once(model: SAM2, source: FrameSource) -> None:
-    cache = FeatureCache(model, source)
-    real_encode = cache._encode
+class _PendingLookups(dict):
+    """A FeatureCache's ``_pending``, counting the lookups that find a frame already being encoded."""
 
-    def slow_encode(t: int) -> ImageFeatures:
-        time.sleep(0.05)  # make the two requests overlap
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = 0
+        self.changed = threading.Condition()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        event = super().get(key, default)
+        if event is not None:
+            with self.changed:
+                self.found += 1
+                self.changed.notify_all()
+        return event
+
+
+def test_concurrent_requests_for_one_frame_encode_it_once(model: SAM2, source: FrameSource) -> None:
+    # The first request's encode is held until the two others have found frame 3 being encoded:
+    # the overlap is made, not hoped for from a sleep, so a loaded machine cannot skip it.
+    cache = FeatureCache(model, source)
+    pending = cache._pending = _PendingLookups()
+    real_encode = cache._encode
+    encoding, release = threading.Event(), threading.Event()
+
+    def held_encode(t: int) -> ImageFeatures:
+        encoding.set()
+        assert release.wait(120)
         return real_encode(t)
 
-    cache._encode = slow_encode  # type: ignore[method-assign]
+    cache._encode = held_encode  # type: ignore[method-assign]
     results: list[ImageFeatures] = []
     threads = [threading.Thread(target=lambda: results.append(cache.get(3))) for _ in range(3)]
-    for th in threads:
+    threads[0].start()
+    assert encoding.wait(120)
+    for th in threads[1:]:
         th.start()
+    with pending.changed:  # a broken cache encodes again instead, and the count never comes
+        overlapped = pending.changed.wait_for(lambda: pending.found >= 2, timeout=60)
+    release.set()
     for th in threads:
-        th.join()
+        th.join(120)
+    assert overlapped, "the other requests did not wait for the frame being encoded"
     assert cache.encoded_count == 1 and len(results) == 3
     for r in results:
         _assert_identical(r, results[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -41,7 +43,7 @@ def test_synthetic_generators_are_seeded_and_labelled():
     assert z.axes == "zyx" and z.scale == (1.5, 0.5, 0.5) and z.labels.max() == 8
 
 
-def test_worker_path_loads_encodes_propagates_and_cancels(make_napari_viewer, qtbot, notes):
+def test_worker_path_loads_encodes_propagates_and_cancels(make_napari_viewer, qtbot, notes, monkeypatch):
     """The real thread_worker path, model loaded from the checkpoint file in a worker."""
     stack = fluorescence_timelapse(n_frames=5, shape=(64, 80), n_cells=3, seed=5)
     viewer = make_napari_viewer()
@@ -58,23 +60,31 @@ def test_worker_path_loads_encodes_propagates_and_cancels(make_napari_viewer, qt
     assert 2 in seg.session.features
     click(widget, 2, rows.mean(), cols.mean())
     assert seg.preview.data[2].any()  # encoded already: the preview is immediate
+    # The worker is held after its first slice until Cancel has been pressed: on a loaded
+    # machine it could otherwise finish all five slices before the press (nothing to cancel)
+    first_slice_done, cancel_pressed = threading.Event(), threading.Event()
+    real_propagate = seg.session.propagate
+
+    def propagate_held_after_one_slice(*args, **kwargs):
+        for result in real_propagate(*args, **kwargs):
+            yield result
+            if not cancel_pressed.is_set():
+                first_slice_done.set()
+                assert cancel_pressed.wait(120)
+
+    monkeypatch.setattr(seg.session, "propagate", propagate_held_after_one_slice)
     widget.direction.value = "both"
     widget.propagate_button.changed.emit()
+    assert first_slice_done.wait(120)
     assert widget.cancel_button.enabled
     widget.cancel_button.changed.emit()
+    cancel_pressed.set()
     widget.runner.wait()
     assert any("propagation cancelled" in m for _, m in notes)
+    assert not seg.preview.data[0].any()  # "both" runs forward from slice 2 first: 0 was never reached
     widget.propagate_button.changed.emit()
     widget.runner.wait()
     assert all(seg.preview.data[t].any() for t in range(5))
     assert not [m for s, m in notes if s == "error"]
 
 
-def test_propagation_directions_cover_the_stack_once_each_way():
-    from napari_sam2._qt.propagation import propagation_runs
-
-    assert propagation_runs([3, 5], 10, "forward") == [(3, False, 7)]
-    assert propagation_runs([3, 5], 10, "backward") == [(5, True, 6)]
-    assert propagation_runs([3, 5], 10, "both") == [(3, False, 7), (3, True, 4)]
-    with pytest.raises(ValueError, match="direction"):
-        propagation_runs([0], 4, "sideways")
