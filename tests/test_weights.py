@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import napari_sam2
-from napari_sam2.errors import CheckpointError, SAM2Error, UnknownModelError, WeightsUnavailableError
+from napari_sam2.errors import CheckpointError, UnknownModelError, WeightsUnavailableError
 from napari_sam2.model.config import CONFIGS, SAM2Config
 from napari_sam2.model.sam2 import SAM2
 from napari_sam2 import weights
@@ -92,8 +92,6 @@ def test_parameter_count_equals_official(name: str) -> None:
 
 def test_registry_covers_every_official_config() -> None:
     assert set(REGISTRY) == set(CONFIGS) == set(OFFICIAL_PARAMETER_COUNTS)
-    assert REGISTRY["sam2.1_hiera_tiny"] == ("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")
-    assert REGISTRY["sam2_hiera_base_plus"] == ("facebook/sam2-hiera-base-plus", "sam2_hiera_base_plus.pt")
 
 
 def test_infer_config_names_2_1_even_when_one_2_1_tensor_is_missing() -> None:
@@ -223,23 +221,21 @@ def test_default_model_offline_is_the_bundled_one(monkeypatch: pytest.MonkeyPatc
     assert resolve_checkpoint("cells") == bundled  # alias
 
 
-def test_bundled_name_points_into_the_package() -> None:
+def test_the_bundled_file_ships_inside_the_package() -> None:
     path = weights.bundled_path("napari-sam2-cells")
-    assert path == Path(napari_sam2.__file__).parent / "data" / "napari-sam2-cells.pt"
+    assert path.is_file() and path.resolve().is_relative_to(Path(napari_sam2.__file__).parent.resolve())
     assert weights.bundled_path("sam2.1_hiera_tiny") is None
 
 
-def test_bundled_model_is_ours_small_and_loads_without_a_config() -> None:
+def test_bundled_model_loads_by_name_without_a_config_and_keeps_its_calibration() -> None:
     from napari_sam2.model.config import CELLS_CONFIG
 
     path = weights.bundled_path("napari-sam2-cells")
     assert path.stat().st_size <= 20_000_000  # the limit for the shipped file
-    state, config = read_checkpoint(path)
-    assert config.architecture() == CELLS_CONFIG  # plus its presence calibration (test_train)
-    assert (config.presence_bias_t, config.presence_bias_z) != (0.0, 0.0)
-    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    _, config = read_checkpoint(path)
+    assert (config.presence_bias_t, config.presence_bias_z) != (0.0, 0.0)  # calibrated: the check below can fail
     model = load_model("napari-sam2-cells")
-    assert sum(p.numel() for p in model.parameters()) == 8_621_250
+    assert model.config == config and model.config.architecture() == CELLS_CONFIG
 
 
 def test_missing_bundled_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -426,12 +422,3 @@ def test_non_official_checkpoint_without_config_asks_for_one(small_checkpoint: P
     with pytest.raises(CheckpointError) as info:
         load_model(small_checkpoint)
     assert_one_line_naming(info.value, small_checkpoint, "no official SAM 2 variant", "config=")
-
-
-def test_every_error_is_a_sam2_error() -> None:
-    for error in (CheckpointError, WeightsUnavailableError, UnknownModelError):
-        assert issubclass(error, SAM2Error)
-
-
-def test_load_model_is_public() -> None:
-    assert napari_sam2.load_model is load_model
