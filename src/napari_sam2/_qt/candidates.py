@@ -36,3 +36,14 @@ def compute_candidates(model: Any, features: Any, hw: tuple[int, int], prompt: P
     masks, scores, _ = predictor.predict(prompt.points_xy, prompt.labels, multimask_output=True)
     order = np.argsort(-scores, kind="stable")
     return Candidates(prompt=prompt, masks=masks[order], scores=scores[order])
+
+
+def next_candidate(
+    current: Candidates | None, prompt: Prompt, model: Any, session: Any, hw: tuple[int, int]
+) -> Candidates:
+    """The candidates of ``prompt`` turned to the next mask (decoded first if ``current`` is for another click)."""
+    cand = current
+    if cand is None or cand.prompt != prompt:
+        cand = compute_candidates(model, session.features.get(prompt.frame), hw, prompt)
+    cand.index = (cand.index + 1) % len(cand.scores)
+    return cand

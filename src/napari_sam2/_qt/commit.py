@@ -43,6 +43,13 @@ class CommitRecord:
     def n_changed(self) -> int:
         return int(self.old.size)
 
+    def summary(self) -> str:
+        """The note shown after the commit."""
+        kept = "".join(
+            f"; {n} pixels of object {k} overlapped other labels and were left to them" for k, n in self.kept.items()
+        )
+        return f"committed object(s) {', '.join(map(str, self.objects))} on {len(self.frames)} slice(s){kept}"
+
 
 def check_label_dtype(data: Any, objects: list[int]) -> None:
     """Raise InputError if the result layer's dtype cannot hold every object id."""
@@ -55,6 +62,17 @@ def check_label_dtype(data: Any, objects: list[int]) -> None:
             f"the result layer is {dtype} and cannot hold label {top}; convert it to uint32 "
             "(layer.data = layer.data.astype('uint32')) or use lower object ids"
         )
+
+
+def commit_problem(data: Any, coverage: dict[int, set[int]]) -> str | None:
+    """Why ``coverage`` cannot be committed into the result layer's ``data``, or None."""
+    if not coverage:
+        return "nothing to commit yet: click on an object first"
+    try:
+        check_label_dtype(data, list(coverage))
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def plan_commit(

@@ -128,6 +128,13 @@ def _column(layer: Any, name: str, default: Any, dtype: Any) -> np.ndarray:
     return np.full(len(layer.data), default, dtype=dtype)
 
 
+def max_object_id(layer: Any) -> int:
+    """The highest object id in a prompt layer's features (0 if it has none)."""
+    if len(layer.data) and OBJECT in layer.features:
+        return int(np.max(layer.features[OBJECT]))
+    return 0
+
+
 def collect_prompts(points: Any, shapes: Any, spec: StackSpec) -> Collected:
     """All prompts of the Points and Shapes layers, one per (frame, object); see the module doc."""
     problems: list[str] = []

@@ -26,17 +26,17 @@ import numpy as np
 from ..engine.editor import Editor
 from ..engine.runs import DIRECTIONS
 from ..errors import InputError
-from ..io import prompts_to_dict
 from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet
+from . import prompt_files as pf
 from . import prompt_layers as pl
-from .candidates import Candidates, compute_candidates
-from .commit import CommitRecord, apply_commit, check_label_dtype, plan_commit, undo_commit
-from .model_picker import ModelChoice, load_job
-from .propagation import propagation_job
+from .candidates import Candidates, next_candidate
+from .commit import CommitRecord, apply_commit, commit_problem, plan_commit, undo_commit
+from .jobs import encode_job, open_job, propagation_job
+from .model_picker import ModelChoice
 from .stack import StackSpec
 from .tasks import JobText, Progress, TaskRunner, notify
-from .viewer_layers import PREVIEW_NAME, RESULT_NAME, ensure_labels_layer, show_video_axis, video_dim
+from .viewer_layers import PREVIEW_NAME, RESULT_NAME, ensure_labels_layer, show_video_axis, shown_frame, video_dim
 
 
 class Segmenter:
@@ -75,20 +75,11 @@ class Segmenter:
     def active(self) -> bool:
         return self.session is not None
 
-    @property
-    def prompts(self) -> PromptSet:
-        """The prompts the session follows (one per (slice, object))."""
-        return self.editor.prompts if self.editor is not None else PromptSet()
-
-    @property
-    def coverage(self) -> dict[int, set[int]]:
-        """Per object, the slices it has a mask on (the editor's)."""
-        return self.editor.coverage if self.editor is not None else {}
-
-    @property
-    def propagated(self) -> set[int]:
-        """The objects a propagation has tracked (the editor's)."""
-        return self.editor.propagated if self.editor is not None else set()
+    # the editor's state, read-only here: the prompts the session follows, the slices each
+    # object has a mask on, the objects a propagation has tracked
+    prompts = property(lambda self: self.editor.prompts if self.editor is not None else PromptSet())
+    coverage = property(lambda self: self.editor.coverage if self.editor is not None else {})
+    propagated = property(lambda self: self.editor.propagated if self.editor is not None else set())
 
     def _changed(self) -> None:
         for callback in self.changed_callbacks:
@@ -96,11 +87,7 @@ class Segmenter:
 
     def current_frame(self) -> int:
         """The slice of the video axis the viewer shows now."""
-        spec = self.spec
-        if spec is None or spec.video_axis is None:
-            return 0
-        pos = self.image_layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(np.rint(pos[-spec.ndim :][spec.video_axis]), 0, spec.n_frames - 1))
+        return shown_frame(self.viewer, self.image_layer, self.spec)
 
     def color_of(self, obj_id: int) -> np.ndarray:
         if self.preview is None:
@@ -128,23 +115,6 @@ class Segmenter:
         same = self.spec is not None and image_layer is self.image_layer and self.spec.same_source(spec)
         old = self.session if reuse and same else None
 
-        def job() -> Generator[Progress, None, Any]:
-            from ..engine.session import VideoSession
-
-            model = self.model
-            if not reuse:
-                model = yield from load_job(choice)
-            yield Progress(1, 2)
-            if old is not None:
-                old.reset()
-                session = old
-            else:  # reads a few frames for the intensity window
-                # the kind of stack picks the model's calibrated presence bias (0 for official weights)
-                kind = spec.axis_kind if spec.video_axis is not None else None
-                session = VideoSession(model, spec.frames(), corrections_as_conditioning=True, stack_kind=kind)
-            yield Progress(2, 2)
-            return model, session
-
         def done(out: tuple[Any, Any]) -> None:
             self.model, session = out
             self.model_choice = choice
@@ -154,7 +124,8 @@ class Segmenter:
 
         short = Path(choice.label).name
         self._run(
-            f"SAM 2: loading {choice.label}", job(), on_done=done, on_finally=self._after_job,
+            f"SAM 2: loading {choice.label}", open_job(choice, spec, self.model if reuse else None, old),
+            on_done=done, on_finally=self._after_job,
             error_prefix=f"Could not start SAM 2 with {choice.label}",
             text=JobText(doing=f"loading {short}", did=f"loaded {short}"),
         )  # fmt: skip
@@ -258,9 +229,7 @@ class Segmenter:
     def new_object(self) -> int:
         """The next free object id: above every id in the prompts, the session and the result layer."""
         ids = [0, self.current_object if self._has_prompts_for(self.current_object) else 0]
-        for layer in (self.points, self.shapes):
-            if layer is not None and len(layer.data) and pl.OBJECT in layer.features:
-                ids.append(int(np.max(layer.features[pl.OBJECT])))
+        ids += [pl.max_object_id(layer) for layer in (self.points, self.shapes) if layer is not None]
         if self.session is not None:
             ids.extend(self.session.obj_ids)
         if self.result is not None:
@@ -324,16 +293,9 @@ class Segmenter:
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, frames: list[int], then: Callable[[], None] | None = None) -> None:
-        session = self.session
-
-        def job() -> Generator[Progress, None, None]:
-            for i, frame in enumerate(frames):
-                session.features.get(frame)
-                yield Progress(i + 1, len(frames))
-
         what = f"slice {frames[0]}" if len(frames) == 1 else f"{len(frames)} slices"
         self._run(
-            f"SAM 2: encoding {what}", job(), on_done=lambda _r: then() if then else None,
+            f"SAM 2: encoding {what}", encode_job(self.session, frames), on_done=lambda _r: then() if then else None,
             on_finally=self._after_job, error_prefix=f"Encoding {what}",
             text=JobText(doing=f"encoding {what}", did=f"encoded {what}", unit="slice" if len(frames) > 1 else "step"),
         )  # fmt: skip
@@ -364,12 +326,8 @@ class Segmenter:
         if key[1] in self.propagated:
             notify("info", "mask candidates are offered before propagating; correct a propagated object with more clicks")
             return
-        cand = self._candidates.get(key)
-        if cand is None or cand.prompt != prompt:
-            features = self.session.features.get(key[0])
-            cand = compute_candidates(self.model, features, self.spec.hw, prompt)
-            self._candidates[key] = cand
-        cand.index = (cand.index + 1) % len(cand.scores)
+        cand = next_candidate(self._candidates.get(key), prompt, self.model, self.session, self.spec.hw)
+        self._candidates[key] = cand
         self.render(self.editor.choose(key, cand.masks[cand.index] if cand.index else None))
 
     def _ready_for_job(self) -> bool:
@@ -438,13 +396,8 @@ class Segmenter:
         if not self._ready_for_job():
             return
         coverage = {k: set(v) for k, v in self.coverage.items() if v}
-        if not coverage:
-            notify("warning", "nothing to commit yet: click on an object first")
-            return
-        try:
-            check_label_dtype(self.result.data, list(coverage))
-        except InputError as exc:
-            notify("warning", str(exc))
+        if (problem := commit_problem(self.result.data, coverage)) is not None:
+            notify("warning", problem)
             return
         result = self.result
 
@@ -452,10 +405,7 @@ class Segmenter:
             apply_commit(result, record)
             self.last_commit = record
             result.metadata[METADATA_KEY] = self.metadata()
-            kept = "".join(
-                f"; {n} pixels of object {k} overlapped other labels and were left to them" for k, n in record.kept.items()
-            )
-            notify("info", f"committed object(s) {', '.join(map(str, record.objects))} on {len(record.frames)} slice(s){kept}")
+            notify("info", record.summary())
 
         n = len(coverage)
         self._run(
@@ -477,35 +427,19 @@ class Segmenter:
     # ------------------------------------------------------------------ saving and loading
     def metadata(self) -> dict[str, Any]:
         """What we store with the labels: axes, video axis, model and the prompts."""
-        spec = self.spec
-        prompts = list(self.prompts.values())
-        return {
-            "axes": spec.ome_axes,
-            "video_axis": spec.video_axis,
-            "image": spec.layer_name,
-            "model": self.model_choice.label if self.model_choice else None,
-            "prompts": prompts_to_dict(
-                prompts, axis=spec.video_axis or 0, stack_kind=spec.axis_kind if spec.video_axis is not None else None
-            ),  # the kind travels with the prompts: segment and batch then track as it was prompted
-            # single clicks whose mask is not SAM 2's first choice: candidate 1 or 2 by predicted IoU
-            "mask_choices": [
-                {"frame": f, "object": o, "candidate": c.index} for (f, o), c in sorted(self._candidates.items()) if c.index
-            ],
-        }
+        model = self.model_choice.label if self.model_choice else None
+        return pf.metadata(self.spec, model, self.prompts, self._candidates)
 
     def _read_prompts(self, path: str) -> list[Prompt]:
-        from ..io import read_prompts_json
-
         if not self.active:
             raise InputError("start a session first, then load prompts into it")
-        spec = self.spec
-        return read_prompts_json(path, axis=spec.video_axis if spec.video_axis is not None else None, shape=spec.shape)
+        return pf.read_for(self.spec, path)
 
     def prompts_not_in(self, path: str) -> tuple[int, int]:
         """Clicks and boxes in the prompt layers that the file at ``path`` does not have."""
         return pl.prompts_not_in(self.points, self.shapes, self._read_prompts(path), self.spec)
 
-    def load_prompts(self, path: str, mode: str = "replace") -> int:
+    def load_prompts(self, path: str, mode: str = pf.REPLACE) -> int:
         """Load a JSON prompt file into the prompt layers; returns how many clicks and boxes it added.
 
         ``mode="replace"`` (the default): the layers then hold exactly the file's prompts, so the
@@ -514,26 +448,14 @@ class Segmenter:
         already there. Every object whose prompts change is rebuilt from its prompts alone, as
         before propagating (propagate again to track it).
         """
-        if mode not in ("replace", "add"):
+        if mode not in (pf.REPLACE, pf.ADD):
             raise ValueError(f"mode must be 'replace' or 'add', got {mode!r}")
         prompts = self._read_prompts(path)
-        dropped = pl.prompts_not_in(self.points, self.shapes, prompts, self.spec) if mode == "replace" else (0, 0)
-        if mode == "replace":
-            pl.clear_prompts(self.points, self.shapes)
-        added = pl.add_prompts(
-            self.points, self.shapes, prompts, self.spec, self.current_object, skip_existing=mode == "add"
-        )
+        added, dropped = pf.load_into_layers(self.points, self.shapes, self.spec, prompts, mode, self.current_object)
         found = pl.collect_prompts(self.points, self.shapes, self.spec)
         # a loaded object is a function of its prompts (replayable), as before propagating
         self.editor.forget_propagation({o for _, o in found.prompts.changed(self.prompts)})
         self.set_object(self.current_object)  # the layers' defaults for the next click
         self.sync()
-        name = Path(path).name
-        if mode == "replace":
-            what = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in zip(dropped, ("click", "box")) if n]
-            what = [w.replace("boxs", "boxes") for w in what]
-            gone = f"; replaced {' and '.join(what)} that were not in it" if what else ""
-            notify("info", f"loaded {added} prompt(s) from {name}{gone}")
-        else:
-            notify("info", f"added {added} prompt(s) from {name}; the others were in the layers already")
+        notify("info", pf.loaded_message(path, mode, added, dropped))
         return added

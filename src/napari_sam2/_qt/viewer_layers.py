@@ -64,6 +64,14 @@ def show_video_axis(viewer: Any, spec: StackSpec) -> None:
     dims.order = (*rest, video, *plane)
 
 
+def shown_frame(viewer: Any, image_layer: Any, spec: StackSpec | None) -> int:
+    """The slice of the video axis the viewer shows now (0 for a 2-D image or before a session)."""
+    if spec is None or spec.video_axis is None:
+        return 0
+    pos = image_layer.world_to_data(viewer.dims.point)
+    return int(np.clip(np.rint(pos[-spec.ndim :][spec.video_axis]), 0, spec.n_frames - 1))
+
+
 def video_dim(viewer: Any, spec: StackSpec) -> int:
     """The viewer dimension of the video axis."""
     return viewer.dims.ndim - spec.ndim + (spec.video_axis or 0)

@@ -22,17 +22,18 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 
 from ..errors import SAM2Error
 from ..io.labels import METADATA_KEY
+from ..runtime import configure_torch
 from .model_picker import ModelPicker
+from .prompt_files import ADD, REPLACE
 from .segmenter import DIRECTIONS, Segmenter
 from .stack import AXIS_KINDS
-from ..runtime import configure_torch
 from .tasks import Task, TaskRunner, notify, report_error
 
 _KIND_LABELS = {"t": "t (time-lapse)", "z": "z (z-stack)"}
 #: at most this many redraws of the progress bar per second (each redraw recomposes the window)
 PROGRESS_HZ = 2.0
 #: the load dialog's answers
-REPLACE, ADD, CANCEL = "replace", "add", "cancel"
+CANCEL = "cancel"
 
 
 def _row(*widgets: Any) -> Container:

@@ -101,7 +101,8 @@ class Editor:
     def _decode(self, prompt: Prompt, *, refine: bool) -> None:
         chosen = self.choices.get(prompt.key) if not refine else None
         if chosen is not None and prompt.is_single_click:
-            prompt = Prompt(frame=prompt.frame, obj_id=prompt.obj_id, points_xy=None, labels=None, box=None, mask=chosen)
+            prompt = Prompt(frame=prompt.frame, obj_id=prompt.obj_id, points_xy=None, labels=None, box=None,
+                            mask=chosen)  # fmt: skip
         self.session.add_prompt(prompt=prompt, refine=refine)
 
     def _rebuild(self, obj: int, prompts: PromptSet) -> set[int]:

@@ -158,7 +158,8 @@ class VideoSession:
         """
         if prompt is None:
             self._check_frame(frame)
-            prompt = loose_prompt(frame, self._check_obj_id(obj_id), points, labels, box, mask, self.hw)  # type: ignore[arg-type]
+            obj_id = self._check_obj_id(obj_id)
+            prompt = loose_prompt(frame, obj_id, points, labels, box, mask, self.hw)  # type: ignore[arg-type]
         elif frame is not None or obj_id is not None or any(a is not None for a in (points, labels, box, mask)):
             raise InputError("give a Prompt or its loose parts (frame, obj_id, points, ...), not both")
         else:
