@@ -1,17 +1,25 @@
-"""Loose prompt arrays (as the official predictors take them) checked and made into a :class:`Prompt`.
+"""Prompts at the engine's edges: loose arrays in, model inputs out.
 
-The bounds rule is :func:`napari_sam2.prompt.inside`; this module only adds the friendly
-messages for arrays of the wrong kind or shape (text, ``None``, ragged lists).
+:func:`loose_prompt` checks loose arrays (as the official predictors take them) and makes a
+:class:`~napari_sam2.prompt.Prompt`; the bounds rule is :func:`napari_sam2.prompt.inside`,
+this module only adds friendly messages for arrays of the wrong kind or shape (text,
+``None``, ragged lists). :func:`model_inputs` turns a Prompt into what the model's prompt
+encoder takes (torch is imported there only).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..prompt import Prompt, inside
+
+if TYPE_CHECKING:
+    import torch
+
+    from .memory import PointPrompt
 
 
 def as_numbers(value: Any, name: str, shape: str) -> np.ndarray:
@@ -98,3 +106,36 @@ def loose_prompt(
     if pts is None and b is None:
         raise InputError("the prompt is empty: give points with labels, a box, or a mask")
     return Prompt(frame=frame, obj_id=obj_id, points_xy=pts, labels=labs, box=b)
+
+
+def model_inputs(
+    prompt: Prompt, hw: tuple[int, int], image_size: int, device: torch.device
+) -> tuple[PointPrompt | None, torch.Tensor | None]:
+    """``prompt`` as the model takes it: (box corners then clicks in model pixels, None), or for a
+    mask prompt (None, a (1, 1, S, S) 0/1 mask resized as the official predictor does)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+    from .memory import PointPrompt
+
+    if prompt.mask is not None:
+        if not prompt.mask.any():
+            raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
+        t = torch.from_numpy(np.array(prompt.mask, dtype=np.float32))[None, None].to(device)
+        if t.shape[-2:] != (image_size, image_size):
+            t = F.interpolate(t, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+            t = (t >= 0.5).float()
+        return None, t
+    h, w = hw
+    coords, labels = [], []
+    if prompt.box is not None:
+        coords.append(prompt.box.reshape(2, 2))
+        labels.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=np.int32))
+    if prompt.points_xy is not None and prompt.labels is not None:
+        coords.append(prompt.points_xy)
+        labels.append(prompt.labels)
+    xy = torch.from_numpy(np.concatenate(coords)).float()
+    xy = xy / torch.tensor([w, h], dtype=torch.float32) * image_size  # image pixels -> model pixels
+    points = torch.from_numpy(np.concatenate(labels))[None].to(device)
+    return PointPrompt(coords=xy[None].to(device), labels=points), None

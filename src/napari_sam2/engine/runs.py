@@ -1,13 +1,14 @@
 """The one run planner: which propagation runs a direction means, and running them.
 
 Every driver (the napari widget, ``segment``, dask batch, evaluation) plans its runs here:
-:func:`plan_runs` for tracking from the prompted frames, ``VideoSession.correction_runs``
-for carrying corrections outward, and :func:`run_all` to execute either.
+:func:`plan_runs` for tracking from the prompted frames, :func:`correction_runs` for carrying
+corrections outward (``VideoSession.correction_runs`` asks it with the session's tracks), and
+:func:`run_all` to execute either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from ..errors import InputError
@@ -67,6 +68,53 @@ def plan_runs(prompt_frames: Iterable[int], n_frames: int, direction: str) -> li
         runs.append(Run(last, True, last + 1))
     elif direction == "both" and first > 0:
         runs.append(Run(first, True, first + 1))
+    return runs
+
+
+def correction_runs(
+    prompted: Mapping[int, set[int]], corrections: set[int], n_frames: int, direction: str
+) -> list[Run]:
+    """The runs that carry pending corrections through the stack.
+
+    Each re-steers its object's track from the corrected frame *outward*, away from that
+    object's first prompt (forward when the correction lies after it, backward when before;
+    both ways for a correction on the first prompted frame): one forward run from the
+    earliest such frame, one backward run from the latest. The frames between the first
+    prompt and a correction keep their masks (tracking them again with the correction in
+    memory made them worse: docs/model.md).
+
+    Parameters
+    ----------
+    prompted : mapping of int to set of int
+        Per object, the frames it has a prompt on.
+    corrections : set of int
+        The frames with a correction no propagation has passed since.
+    n_frames : int
+        Frames in the stack.
+    direction : {"both", "forward", "backward"}
+        Keeps only the runs of that direction.
+
+    Returns
+    -------
+    list of Run
+        [] when nothing is pending.
+    """
+    check_direction(direction)
+    ahead, behind = [], []
+    for w in corrections:
+        for frames in prompted.values():
+            if w not in frames:
+                continue
+            first = min((frames - corrections) or {w})
+            if w >= first:
+                ahead.append(w)
+            if w <= first:
+                behind.append(w)
+    runs = []
+    if ahead and direction in ("forward", "both"):
+        runs.append(Run(min(ahead), False, n_frames - min(ahead)))
+    if behind and direction in ("backward", "both"):
+        runs.append(Run(max(behind), True, max(behind) + 1))
     return runs
 
 

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from ..prompt import Prompt
 from .features import FeatureCache
@@ -26,9 +25,9 @@ from .frames import FrameSource
 from .holes import fill_holes
 from .memory import FrameOutput, ObjectTrack, OutputStore, PointPrompt
 from .precision import autocast
-from .prompts import loose_prompt
+from .prompts import loose_prompt, model_inputs
 from .results import FrameResult
-from .runs import Run, check_direction
+from .runs import Run, correction_runs
 from .tracking import condition_on_memory
 
 #: mask-input logits are clamped to this range when a click refines an existing mask
@@ -39,25 +38,33 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class VideoSession:
     """Track objects through a stack with SAM 2's streaming memory.
 
-    Arguments:
-        model: a loaded SAM 2 (``load_model``).
-        frames: (T, H, W) or (T, H, W, C) numpy / zarr / dask / memory-mapped array,
-            or a :class:`FrameSource`; read lazily, one frame at a time.
-        fill_hole_area: fill background holes of up to this many low-resolution pixels
-            inside masks (the official CUDA post-processing, here on any device); 0 = off.
-        compute_dtype: "float32" (exact, the official numbers) or "bfloat16" (faster).
-        corrections_as_conditioning: make every corrected frame a conditioning frame so
-            corrections survive re-propagation (official ``add_all_frames_to_correct_as_cond``).
-        window: fixed intensity window for non-uint8 data (else stack percentiles).
-        feature_ram_budget, output_ram_budget: bytes of RAM for cached frame features and
-            for per-frame outputs; beyond them, data spills to ``spill_dir``.
-        stack_kind: "t" (time-lapse), "z" (z-stack) or None (unknown): picks the model's
-            calibrated ``presence_bias`` (``SAM2Config.presence_bias_t`` / ``_z``; 0 for
-            the official models and for None).
-        presence_bias: added to the object-present logit on every tracked frame (not on
-            clicked frames without memory), overriding the calibrated value: > 0 keeps an
-            object the tracker doubts (fewer dropped frames), < 0 lets it go sooner (fewer
-            frames following a neighbour after the object ended). 0 is the official rule.
+    Parameters
+    ----------
+    model : SAM2
+        A loaded SAM 2 (``load_model``).
+    frames : array-like or FrameSource
+        (T, H, W) or (T, H, W, C) numpy / zarr / dask / memory-mapped array, read lazily,
+        one frame at a time.
+    fill_hole_area : int, default 8
+        Fill background holes of up to this many low-resolution pixels inside masks (the
+        official CUDA post-processing, here on any device); 0 turns it off.
+    compute_dtype : {"float32", "bfloat16"}
+        "float32" gives the official numbers; "bfloat16" is faster where the CPU has it.
+    corrections_as_conditioning : bool, default False
+        Make every corrected frame a conditioning frame, so corrections survive
+        re-propagation (official ``add_all_frames_to_correct_as_cond``).
+    window : np.ndarray, optional
+        Fixed intensity window for non-uint8 data (else stack percentiles).
+    feature_ram_budget, output_ram_budget : int or None
+        Bytes of RAM for cached frame features and for per-frame outputs; beyond them,
+        data spills to ``spill_dir``.
+    stack_kind : {"t", "z", None}
+        Time-lapse, z-stack or unknown: picks the model's calibrated ``presence_bias``
+        (``SAM2Config.presence_bias_t`` / ``_z``; 0 for the official models and for None).
+    presence_bias : float, optional
+        Added to the object-present logit on every tracked frame (not on clicked frames
+        without memory), overriding the calibrated value: > 0 keeps an object the tracker
+        doubts, < 0 lets it go sooner. 0 is the official rule.
     """
 
     def __init__(
@@ -170,26 +177,7 @@ class VideoSession:
 
     def _add(self, prompt: Prompt, refine: bool) -> FrameResult:
         frame, obj_id = prompt.frame, prompt.obj_id
-        h, w = self.hw
-        s = self.model.config.image_size
-        device = self.model.device
-        point_prompt: PointPrompt | None = None
-        mask_prompt: torch.Tensor | None = None
-        if prompt.mask is not None:
-            mask_prompt = self._mask_prompt(prompt.mask)
-        else:
-            coords, labs_all = [], []
-            if prompt.box is not None:
-                coords.append(prompt.box.reshape(2, 2))
-                labs_all.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=np.int32))
-            if prompt.points_xy is not None and prompt.labels is not None:
-                coords.append(prompt.points_xy)
-                labs_all.append(prompt.labels)
-            xy = torch.from_numpy(np.concatenate(coords)).float()
-            xy = xy / torch.tensor([w, h], dtype=torch.float32) * s  # image pixels -> model pixels
-            point_prompt = PointPrompt(
-                coords=xy[None].to(device), labels=torch.from_numpy(np.concatenate(labs_all))[None].to(device)
-            )
+        point_prompt, mask_prompt = model_inputs(prompt, self.hw, self.model.config.image_size, self.model.device)
 
         track = self._tracks.get(obj_id) or ObjectTrack(obj_id)
         is_init = frame not in track.tracked
@@ -319,34 +307,9 @@ class VideoSession:
         return sorted(self._corrections)
 
     def correction_runs(self, direction: str = "both") -> list[Run]:
-        """The :class:`~napari_sam2.engine.runs.Run` s (start, reverse, number of frames) that carry the
-        pending corrections through the stack: each re-steers its object's track from the
-        corrected frame *outward*, away from that object's first prompt (forward when the
-        correction lies after it, backward when before; both ways for a correction on the
-        first prompted frame). One forward run from the earliest such frame, one backward
-        run from the latest. The frames between the first prompt and a correction keep
-        their masks: tracking them again with the correction in memory made them worse
-        (see docs/model.md). ``direction`` ("forward", "backward", "both") keeps only those
-        runs; [] when nothing is pending.
-        """
-        check_direction(direction)
-        ahead, behind = [], []
-        for w in self._corrections:
-            for track in self._tracks.values():
-                prompted = track.prompted_frames()
-                if w not in prompted:
-                    continue
-                first = min((prompted - self._corrections) or {w})
-                if w >= first:
-                    ahead.append(w)
-                if w <= first:
-                    behind.append(w)
-        runs = []
-        if ahead and direction in ("forward", "both"):
-            runs.append(Run(min(ahead), False, self.num_frames - min(ahead)))
-        if behind and direction in ("backward", "both"):
-            runs.append(Run(max(behind), True, max(behind) + 1))
-        return runs
+        """The runs that carry the pending corrections outward (``runs.correction_runs``)."""
+        prompted = {t.obj_id: t.prompted_frames() for t in self._tracks.values()}
+        return correction_runs(prompted, self._corrections, self.num_frames, direction)
 
     def result(self, frame: int) -> FrameResult:
         """The current masks of every object on ``frame`` (prompted, tracked or empty)."""
@@ -455,17 +418,6 @@ class VideoSession:
         d[frame] = out
         if old is not None and old is not out:
             self.outputs.drop(old)
-
-    def _mask_prompt(self, mask: np.ndarray) -> torch.Tensor:
-        """A checked (H, W) bool mask as the model's (1, 1, S, S) mask input."""
-        if not mask.any():
-            raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
-        s = self.model.config.image_size
-        t = torch.from_numpy(np.array(mask, dtype=np.float32))[None, None].to(self.model.device)
-        if t.shape[-2:] != (s, s):
-            t = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-            t = (t >= 0.5).float()
-        return t
 
     def _check_frame(self, frame: int) -> None:
         if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
