@@ -16,7 +16,7 @@ from napari_sam2.finetune import data as data_module
 from napari_sam2.finetune import steps as steps_module
 from napari_sam2.finetune.data import END_FRAMES, Clip, clip_from_stack
 from napari_sam2.finetune.losses import segmentation_loss
-from napari_sam2.finetune.prompts import correction_click, first_prompt, sample_box, sample_click
+from napari_sam2.finetune.prompts import sample_correction_click, first_prompt, sample_box, sample_click
 from napari_sam2.finetune.steps import image_step, video_step
 from napari_sam2.model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
 from napari_sam2.model.sam2 import SAM2
@@ -45,10 +45,10 @@ def test_correction_clicks_go_to_the_larger_error():
     rng = np.random.default_rng(1)
     gt = disk()
     missed = gt & (np.arange(64)[None, :] < 20)  # left half of the object not predicted
-    (x, y), label = correction_click(gt & ~missed, gt, rng)
+    (x, y), label = sample_correction_click(gt & ~missed, gt, rng)
     assert label == POSITIVE and missed[int(y), int(x)]
     spill = disk(center=(50, 50), radius=6)
-    (x, y), label = correction_click(gt | spill, gt, rng)
+    (x, y), label = sample_correction_click(gt | spill, gt, rng)
     assert label == NEGATIVE and spill[int(y), int(x)]
 
 
@@ -248,9 +248,9 @@ def test_worst_frame_correction_lands_where_tracking_fails(small_model: SAM2, mo
 
     def spy(pred, gt, rng):
         corrected.append(next(t for t in range(t_len) if np.shares_memory(gt, clip.masks[t])))
-        return correction_click(pred, gt, rng)
+        return sample_correction_click(pred, gt, rng)
 
-    monkeypatch.setattr(steps_module, "correction_click", spy)
+    monkeypatch.setattr(steps_module, "sample_correction_click", spy)
     with torch.no_grad():
         for seed in range(3):
             video_step(small_model, clip, np.random.default_rng(seed), p_mask_prompt=0.0, p_correction=1.0,

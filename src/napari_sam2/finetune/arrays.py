@@ -47,7 +47,7 @@ from ..model.sam2 import SAM2, ImageFeatures
 from .data import MIN_AREA, Clip, ImageBatch, _pick, _resize_labels, _to_model
 from .loop import TrainSettings, train
 
-__all__ = ["ENCODER", "FINETUNE_SETTINGS", "FeatureCache", "LabelledStack", "Sampler", "finetune"]
+__all__ = ["ENCODER", "EncodedFrames", "FINETUNE_SETTINGS", "LabelledStack", "Sampler", "finetune"]
 
 #: modules a frozen-encoder fine-tune keeps as they are (what ``encode_image`` computes)
 ENCODER = ("image_encoder", "sam_mask_decoder.conv_s0", "sam_mask_decoder.conv_s1")
@@ -146,7 +146,7 @@ def _turn(x: Any, variant: int) -> Any:
     return np.ascontiguousarray(x[..., ::-1] if flip else x)
 
 
-class FeatureCache:
+class EncodedFrames:
     """Encoder outputs of (stack, frame, flip/turn) kept once computed; least recently
     used entries are dropped past ``limit_mb``. Features live on the CPU."""
 
@@ -192,12 +192,12 @@ class FeatureCache:
 class Sampler:
     """Training batches and clips drawn from labelled stacks, seeded per step.
 
-    With a :class:`FeatureCache` the batches carry their frames' features (and no pixels);
+    With a :class:`EncodedFrames` the batches carry their frames' features (and no pixels);
     without one they carry augmented pixels for the training step to encode.
     """
 
     def __init__(
-        self, stacks: Sequence[LabelledStack], settings: TrainSettings, *, cache: FeatureCache | None, augment: bool
+        self, stacks: Sequence[LabelledStack], settings: TrainSettings, *, cache: EncodedFrames | None, augment: bool
     ) -> None:
         self.stacks = stacks
         self.settings = settings
@@ -319,7 +319,7 @@ def finetune(
     if freeze_encoder:
         settings = dataclasses.replace(settings, freeze=tuple(dict.fromkeys((*settings.freeze, *ENCODER))))
     model.requires_grad_(True)
-    cache = FeatureCache(model, stacks, cache_mb) if freeze_encoder else None
+    cache = EncodedFrames(model, stacks, cache_mb) if freeze_encoder else None
     sampler = Sampler(stacks, settings, cache=cache, augment=augment)
     train(
         model,

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, POSITIVE
 
-__all__ = ["Clicks", "correction_click", "first_prompt", "sample_box", "sample_click"]
+__all__ = ["Clicks", "first_prompt", "sample_box", "sample_click", "sample_correction_click"]
 
 #: (N, 2) float32 (x, y) points and (N,) int labels
 Clicks = tuple[np.ndarray, np.ndarray]
@@ -58,7 +58,9 @@ def first_prompt(mask: np.ndarray, rng: np.random.Generator, *, p_box: float = 0
     return np.array([sample_click(mask, rng)], dtype=np.float32), np.array([POSITIVE], dtype=np.int64)
 
 
-def correction_click(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> tuple[tuple[float, float], int]:
+def sample_correction_click(
+    pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator
+) -> tuple[tuple[float, float], int]:
     """A click on the largest kind of error: positive inside missed object pixels,
     negative inside wrongly included ones; towards the middle of the error region."""
     missed, spilled = gt & ~pred, pred & ~gt

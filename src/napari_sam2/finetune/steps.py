@@ -31,7 +31,7 @@ from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from .data import Clip, ImageBatch
 from ..evaluate.metrics import mask_iou
 from .losses import segmentation_loss
-from .prompts import correction_click, first_prompt, pad_clicks
+from .prompts import sample_correction_click, first_prompt, pad_clicks
 
 __all__ = ["image_step", "video_step"]
 
@@ -123,7 +123,7 @@ def image_step(
         pred_np = (_upsample(chosen.detach(), size) > 0)[:, 0].cpu().numpy()
         new_clicks = []
         for (pts, lab), p, g in zip(clicks, pred_np, batch.masks):
-            (x, y), label = correction_click(p, g, rng)
+            (x, y), label = sample_correction_click(p, g, rng)
             new_clicks.append((np.concatenate([pts, [[x, y]]]).astype(np.float32), np.append(lab, label)))
         clicks = new_clicks
         mask_input = chosen.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
@@ -247,9 +247,9 @@ def video_step(
         clicks = []
         for p, g in zip(pred, clip.masks[t]):
             if g.any():
-                (x, y), label = correction_click(p, g, rng)
+                (x, y), label = sample_correction_click(p, g, rng)
             else:  # the object is gone: a negative click on whatever is predicted
-                (x, y), label = (correction_click(p, g, rng) if p.any() else ((size / 2, size / 2), NEGATIVE))
+                (x, y), label = (sample_correction_click(p, g, rng) if p.any() else ((size / 2, size / 2), NEGATIVE))
             clicks.append((np.array([[x, y]], dtype=np.float32), np.array([label])))
         coords, labels = _tensor_clicks(clicks, device)
         prev = out.logits.detach().clamp(-_LOGIT_CLAMP, _LOGIT_CLAMP)
