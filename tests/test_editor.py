@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam2 import load_model
 from napari_sam2.engine.editor import Editor
 from napari_sam2.engine.runs import Run, frames_visited, plan_runs, run_all
 from napari_sam2.engine.session import VideoSession
@@ -15,10 +14,7 @@ from napari_sam2.prompt import Prompt, PromptSet
 from .parity import FIXTURES
 
 
-@pytest.fixture(scope="module")
-def model():
-    d = FIXTURES / "small_sam2.1"
-    return load_model(d / "checkpoint.pt", config=d / "config.json")
+from .test_session import model  # noqa: F401  (the small SAM 2.1 fixture model)
 
 
 @pytest.fixture(scope="module")
