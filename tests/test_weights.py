@@ -16,7 +16,7 @@ import napari_sam2
 from napari_sam2.errors import CheckpointError, UnknownModelError, WeightsUnavailableError
 from napari_sam2.model.config import CONFIGS, SAM2Config
 from napari_sam2.model.sam2 import SAM2
-from napari_sam2 import weights
+from napari_sam2.weights import names as weights  # patched below: where default_model looks names up
 from napari_sam2.finetune import export_model
 from napari_sam2.weights import (
     REGISTRY,

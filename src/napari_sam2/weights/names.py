@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import CheckpointError, InputError, UnknownModelError, WeightsUnavailableError, one_line
-from .model.config import CONFIGS, SAM2Config
-from .runtime import pick_device, pick_dtype
+from ..errors import CheckpointError, InputError, UnknownModelError, WeightsUnavailableError, one_line
+from ..model.config import CONFIGS, SAM2Config
+from ..runtime import pick_device, pick_dtype
 
 if TYPE_CHECKING:
-    from .model.sam2 import SAM2
+    from ..model.sam2 import SAM2
 
 __all__ = [
     "BUNDLED",
@@ -115,7 +115,7 @@ def bundled_path(name: str) -> Path | None:
     key = _BUNDLED_ALIASES.get(key, key)
     if key not in BUNDLED:
         return None
-    return Path(__file__).parent / "data" / BUNDLED[key]
+    return Path(__file__).parent.parent / "data" / BUNDLED[key]
 
 
 def official_cached(name: str) -> Path | None:
@@ -601,7 +601,7 @@ def load_model(
     CheckpointError, WeightsUnavailableError, UnknownModelError
         One-line messages naming the file and the problem.
     """
-    from .model.sam2 import SAM2
+    from ..model.sam2 import SAM2
 
     path = resolve_checkpoint(default_model() if name_or_path is None else name_or_path)
     state_dict, own_config = read_checkpoint(path)
