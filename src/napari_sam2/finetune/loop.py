@@ -89,7 +89,8 @@ def _resume(last: Path, model: SAM2, opt: torch.optim.Optimizer) -> int:
     the only copy of hours of training): the message says how to start over instead.
     """
     from ..errors import CheckpointError, one_line
-    from ..weights import _torch_load, check_state_dict
+    from ..weights import check_state_dict
+    from ..weights.reading import _torch_load
 
     start_over = f"to start over from step 0, delete (or move away) the run folder {str(last.parent)!r}"
 
