@@ -33,7 +33,7 @@ DEFAULT_MODEL = "sam2.1_hiera_tiny"
 #: The folder of the models shipped inside the package: the one line to change if they move.
 BUNDLED_DIR = Path(__file__).parent.parent / "data"
 #: Models shipped inside the package (name -> file in :data:`BUNDLED_DIR`): ours, trained
-#: on synthetic fluorescence microscopy by ``python -m napari_sam2.train`` (docs/model.md).
+#: on synthetic fluorescence microscopy by ``python -m factory.train`` in the repository (docs/model.md).
 BUNDLED: dict[str, str] = {"napari-sam2-cells": "napari-sam2-cells.pt"}
 #: The bundled model used when no model is named and no official weights are cached.
 BUNDLED_DEFAULT = "napari-sam2-cells"
@@ -154,7 +154,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
         if not bundled.is_file():
             raise WeightsUnavailableError(
                 f"the bundled model {str(name_or_path)!r} is missing from this installation ({bundled}); "
-                "reinstall napari-sam2 or train it: python -m napari_sam2.train --out DIR"
+                "reinstall napari-sam2, or train it from the repository: python -m factory.train --out DIR"
             )
         return bundled
     name = canonical_name(name_or_path) if isinstance(name_or_path, str) else None

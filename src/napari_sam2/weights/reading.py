@@ -145,7 +145,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], SAM2Config | None]:
     """Read a SAM 2 checkpoint: its state dict and, if it carries one, its config.
 
-    Our own checkpoints (the bundled model, fine-tuned ones: ``napari_sam2.train``) are
+    Our own checkpoints (the bundled model, fine-tuned ones: ``napari_sam2.finetune``) are
     ``{"model": state_dict, "config": SAM2Config JSON, ...}``; official ones have no config.
 
     Parameters
