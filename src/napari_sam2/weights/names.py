@@ -31,7 +31,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 #: The folder of the models shipped inside the package: the one line to change if they move.
-BUNDLED_DIR = Path(__file__).parent.parent / "data"
+BUNDLED_DIR = Path(__file__).parent.parent / "bundled"
 #: Models shipped inside the package (name -> file in :data:`BUNDLED_DIR`): ours, trained
 #: on synthetic fluorescence microscopy by ``python -m factory.train`` in the repository (docs/model.md).
 BUNDLED: dict[str, str] = {"napari-sam2-cells": "napari-sam2-cells.pt"}
