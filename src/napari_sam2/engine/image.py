@@ -21,14 +21,18 @@ LOGIT_CLAMP = 32.0
 class ImagePredictor:
     """Encode an image once, then predict masks from prompts in milliseconds.
 
-    Arguments:
-        model: a loaded :class:`~napari_sam2.model.SAM2` (see ``load_model``).
-        mask_threshold: logit threshold that turns logits into masks.
+    Parameters
+    ----------
+    model : SAM2
+        A loaded :class:`~napari_sam2.model.SAM2` (see ``load_model``).
+    mask_threshold : float, default 0.0
+        Logit threshold that turns logits into masks.
 
-    Example:
-        >>> predictor = ImagePredictor(load_model("sam2.1_hiera_tiny"))
-        >>> predictor.set_image(image)          # (H, W), (H, W, C); any dtype
-        >>> masks, scores, low_res = predictor.predict(point_coords=[[120, 80]], point_labels=[1])
+    Examples
+    --------
+    >>> predictor = ImagePredictor(load_model("sam2.1_hiera_tiny"))
+    >>> predictor.set_image(image)          # (H, W), (H, W, C); any dtype
+    >>> masks, scores, low_res = predictor.predict(point_coords=[[120, 80]], point_labels=[1])
     """
 
     def __init__(self, model: SAM2, *, mask_threshold: float = 0.0) -> None:
@@ -55,11 +59,14 @@ class ImagePredictor:
     def set_image(self, image: Any, *, window: np.ndarray | None = None) -> None:
         """Compute the embedding of ``image``.
 
-        Arguments:
-            image: (H, W) or (H, W, C) array, C in 1..4, any numeric dtype. uint8 RGB
-                gets exactly the official preprocessing; see ``engine.preprocess``.
-            window: fixed (low, high) intensity window (per channel: (C, 2)) for
-                non-uint8 data instead of the per-image percentiles.
+        Parameters
+        ----------
+        image : array-like
+            (H, W) or (H, W, C) array, C in 1..4, any numeric dtype. uint8 RGB gets exactly
+            the official preprocessing; see ``engine.preprocess``.
+        window : np.ndarray, optional
+            Fixed (low, high) intensity window (per channel: (C, 2)) for non-uint8 data
+            instead of the per-image percentiles.
         """
         arr = check_image(image)
         self.reset_image()
@@ -86,18 +93,30 @@ class ImagePredictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for prompts on the current image.
 
-        Arguments:
-            point_coords: (N, 2) points as (x, y) pixels of the original image.
-            point_labels: (N,) labels, 1 = object, 0 = background.
-            box: (4,) box x0, y0, x1, y1 in pixels.
-            mask_input: (1, 256, 256) or (256, 256) low-resolution logits from a
-                previous ``predict`` (side = 4 x the embedding size).
-            multimask_output: return 3 candidates (best for a single click).
-            return_logits: return logits instead of boolean masks.
+        Parameters
+        ----------
+        point_coords : array-like, optional
+            (N, 2) points as (x, y) pixels of the original image.
+        point_labels : array-like, optional
+            (N,) labels, 1 = object, 0 = background.
+        box : array-like, optional
+            (4,) box x0, y0, x1, y1 in pixels.
+        mask_input : array-like, optional
+            (1, 256, 256) or (256, 256) low-resolution logits from a previous ``predict``
+            (side = 4 x the embedding size).
+        multimask_output : bool, default True
+            Return 3 candidates (best for a single click).
+        return_logits : bool, default False
+            Return logits instead of boolean masks.
 
-        Returns:
-            masks (C, H, W) bool (or float32 logits), iou_scores (C,), and low-resolution
-            logits (C, 256, 256) clamped to +-32, with C = 3 or 1.
+        Returns
+        -------
+        masks : np.ndarray
+            (C, H, W) bool (or float32 logits), with C = 3 or 1.
+        iou_scores : np.ndarray
+            (C,) predicted IoU.
+        low_res_logits : np.ndarray
+            (C, 256, 256) clamped to +-32.
         """
         if self.features is None or self.original_size is None or self._embed is None:
             raise RuntimeError("call set_image(image) before predict()")
