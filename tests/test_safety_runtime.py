@@ -238,28 +238,22 @@ def _torch_is_loading(pid: int) -> bool:
 
 def _from_before_our_code(err: str, script: str) -> bool:
     """True if ``err``'s traceback is one Python printed before napari-sam2 could run: during
-    interpreter start-up (site), in the console script's or runpy's first lines, or while
-    importing ``napari_sam2/__init__`` or ``_entry`` themselves (module level only)."""
-    import sysconfig
-
-    stdlib = sysconfig.get_paths()["stdlib"]
+    interpreter start-up (site and the .pth lines it runs, such as the editable install's
+    finder), in the console script's or runpy's first lines, or while importing
+    ``napari_sam2/__init__`` or ``_entry`` themselves (module level only)."""
     frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)\n(?: {4}(.*)\n)?', err)
     if not frames or not err.rstrip().endswith("KeyboardInterrupt"):
         return False
     package = os.sep + "napari_sam2" + os.sep
-    under_prologue = False  # frames below a prologue line (the import machinery, its hooks) are Python's
     for path, function, code in frames:
         if path == script or path.endswith(os.path.join("napari_sam2", "__main__.py")):
             if not _is_prologue(code):
                 return False
-            under_prologue = True
         elif path.endswith(os.path.join("napari_sam2", "__init__.py")) or path.endswith("_entry.py"):
             if function != "<module>":
                 return False
         elif package in path:
             return False  # our own code was running: it must have caught the signal
-        elif not (path.startswith("<frozen") or path.startswith(stdlib) or under_prologue):
-            return False
     return True
 
 
