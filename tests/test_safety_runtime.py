@@ -577,3 +577,28 @@ def test_a_signal_that_c_code_turns_into_another_error_is_still_the_signal(
         signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().err.strip() == line
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_a_ctrl_c_python_can_only_ignore_is_sent_again_to_the_command() -> None:
+    """A KeyboardInterrupt raised in a weakref callback (importlib has them) is printed as
+    'Exception ignored' and lost; the CLI's handlers deliver the signal again."""
+    import weakref
+
+    from napari_sam2.cli._signals import _signals_as_interrupts
+
+    received, restore = _signals_as_interrupts()
+    try:
+
+        class Thing:
+            pass
+
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _ref: signal.raise_signal(signal.SIGINT))  # raises inside the callback
+        with pytest.raises(KeyboardInterrupt):
+            del thing
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the command going on with its work
+                time.sleep(0.001)
+        assert ref() is None and received == [KeyboardInterrupt, KeyboardInterrupt]
+    finally:
+        restore()
