@@ -18,6 +18,7 @@ import http.server
 import os
 import pickle
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,7 @@ import torch
 from napari_sam2 import load_model
 from napari_sam2.engine.session import VideoSession
 from napari_sam2.errors import CheckpointError, InputError
+from napari_sam2.io import read_labels
 
 from .cli_helpers import CHECKPOINT, CONFIG, MODEL_ARGS, assert_one_line_error, make_stack, run_cli
 from .parity import FIXTURES, SMALL_CONFIG
@@ -289,6 +291,13 @@ def test_ctrl_c_during_start_up_exits_quietly(entry_point: bool, tmp_path: Path)
                 proc.communicate()
         seen.append(proc.returncode)
         assert not (tmp_path / "out.zarr").exists() or proc.returncode == 0
+        if proc.returncode == 0:  # finished before the signal: the next run starts afresh
+            assert read_labels(tmp_path / "out.zarr").data.shape[0] == 2, err
+            shutil.rmtree(tmp_path / "out.zarr")
+        if proc.returncode == 0 and "Exception ignored" in err and "KeyboardInterrupt" in err:
+            # Python itself drops a KeyboardInterrupt raised inside a weakref callback (importlib's
+            # module locks have them): the command then ran to the end, its output whole (above)
+            continue
         if "Traceback" in err:  # only where no code of ours can run yet
             assert delay is not None, err
             assert _from_before_our_code(err, script), (delay, proc.returncode, err)
@@ -578,27 +587,3 @@ def test_a_signal_that_c_code_turns_into_another_error_is_still_the_signal(
     assert capsys.readouterr().err.strip() == line
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
-
-def test_a_ctrl_c_python_can_only_ignore_is_sent_again_to_the_command() -> None:
-    """A KeyboardInterrupt raised in a weakref callback (importlib has them) is printed as
-    'Exception ignored' and lost; the CLI's handlers deliver the signal again."""
-    import weakref
-
-    from napari_sam2.cli._signals import _signals_as_interrupts
-
-    received, restore = _signals_as_interrupts()
-    try:
-
-        class Thing:
-            pass
-
-        thing = Thing()
-        ref = weakref.ref(thing, lambda _ref: signal.raise_signal(signal.SIGINT))  # raises inside the callback
-        with pytest.raises(KeyboardInterrupt):
-            del thing
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # the command going on with its work
-                time.sleep(0.001)
-        assert ref() is None and received == [KeyboardInterrupt, KeyboardInterrupt]
-    finally:
-        restore()

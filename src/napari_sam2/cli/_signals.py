@@ -33,12 +33,9 @@ def _signals_as_interrupts() -> tuple[list[type[BaseException]], Any]:
 
     The record is for an error that follows a signal: a KeyboardInterrupt raised inside C code
     can come out as another exception (CPython's warnings machinery turns it into
-    ``TypeError: expected a message argument``), which is the signal's doing, not a bug. One
-    raised where Python cannot pass it on (a weakref or GC callback, e.g. inside importlib) is
-    only printed as "Exception ignored" and the command would run on: the signal is then sent
-    again, to land in the command's own code. An ignored SIGINT (a background job) stays ignored.
+    ``TypeError: expected a message argument``), which is the signal's doing, not a bug. An
+    ignored SIGINT (a background job) stays ignored.
     """
-    import _thread
     import signal
     import threading
 
@@ -59,32 +56,9 @@ def _signals_as_interrupts() -> tuple[list[type[BaseException]], Any]:
     if previous_int is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_int)
 
-    previous_hook = sys.unraisablehook
-
-    def swallowed(unraisable: Any) -> None:
-        kind = unraisable.exc_type
-        if received and isinstance(kind, type) and issubclass(kind, KeyboardInterrupt):
-            # sent again from another thread once this hook has returned, so that the handler
-            # runs (and raises) in the command's own code, not here where it is ignored again
-            signum = signal.SIGTERM if issubclass(kind, Terminated) else signal.SIGINT
-            _thread.start_new_thread(_send_later, (threading.main_thread().ident, signum))
-            return
-        previous_hook(unraisable)
-
-    sys.unraisablehook = swallowed
-
     def restore() -> None:
-        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous_term)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)
 
     return received, restore
-
-
-def _send_later(thread_id: int, signum: int) -> None:
-    import signal
-    import time
-
-    time.sleep(0.01)  # let the hook that asked return first (it holds the interpreter meanwhile)
-    signal.pthread_kill(thread_id, signum)
