@@ -3,7 +3,7 @@
 One code path writes labels: :func:`segment_steps` (a generator yielding progress) opens the
 stack, reads its prompt files, gives the prompts to the engine's
 :class:`~napari_sam2.engine.editor.Editor`, propagates as planned by
-:func:`~napari_sam2.engine.runs.plan_runs`, and writes each frame's labels into an atomic
+:meth:`~napari_sam2.engine.editor.Editor.plan`, and writes each frame's labels into an atomic
 :class:`~napari_sam2.io.LabelWriter`. ``napari-sam2 segment`` drives it with a progress
 bar; :func:`run_stack` is the same thing as a task that never raises (what
 :mod:`napari_sam2.batch` sends to dask workers).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine.runs import DIRECTIONS, check_direction, frames_visited, plan_runs
+from .engine.runs import DIRECTIONS, check_direction, frames_visited
 from .errors import CheckpointError, InputError, SAM2Error, UnknownModelError, WeightsUnavailableError
 from .progress import Progress
 from .prompt import PromptSet
@@ -279,7 +279,7 @@ def segment_steps(
         ) as writer:  # fmt: skip
             editor = Editor(session)
             editor.apply(PromptSet.of(prompts))
-            runs = plan_runs(editor.prompts.frames, n_frames, job.direction)
+            runs = editor.plan(job.direction)
             total = frames_visited(runs)
             reached: set[int] = set()
             yield Progress(0, total)

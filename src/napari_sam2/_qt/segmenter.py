@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.editor import Editor
-from ..engine.runs import DIRECTIONS
+from ..engine.runs import DIRECTIONS, check_direction
 from ..errors import InputError
 from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet
@@ -348,8 +348,7 @@ class Segmenter:
         re-track from the corrected slices outward instead (``Editor.plan``): the slices
         between an object's first prompt and its correction keep their masks.
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        check_direction(direction)
         if not self._ready_for_job():
             return
         if self.spec.n_frames == 1:
@@ -448,8 +447,6 @@ class Segmenter:
         already there. Every object whose prompts change is rebuilt from its prompts alone, as
         before propagating (propagate again to track it).
         """
-        if mode not in (pf.REPLACE, pf.ADD):
-            raise ValueError(f"mode must be 'replace' or 'add', got {mode!r}")
         prompts = self._read_prompts(path)
         added, dropped = pf.load_into_layers(self.points, self.shapes, self.spec, prompts, mode, self.current_object)
         found = pl.collect_prompts(self.points, self.shapes, self.spec)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..prompt import Key, Prompt, PromptSet
 from .results import FrameResult
-from .runs import Run, check_direction, frames_visited, plan_runs, run_all
+from .runs import Run, plan_runs, run_all
 from .session import VideoSession
 
 
@@ -132,7 +132,6 @@ class Editor:
     def plan(self, direction: str) -> list[Run]:
         """The runs Propagate means now: the corrections carried outward when every object has
         been propagated and only corrections are new, else tracking from the prompted frames."""
-        check_direction(direction)
         objects = set(self.session.obj_ids)
         runs = self.session.correction_runs(direction) if objects and objects <= self.propagated else []
         return runs or plan_runs(self.prompts.frames, self.session.num_frames, direction)
@@ -146,8 +145,3 @@ class Editor:
             for obj in objects:
                 self.coverage.setdefault(obj, set()).add(result.frame)
             yield result
-
-    @staticmethod
-    def frames_visited(runs: list[Run]) -> int:
-        """How many results :meth:`propagate` yields for ``runs``."""
-        return frames_visited(runs)

@@ -93,14 +93,8 @@ def loose_prompt(
     if mask is not None:
         if points is not None or labels is not None or box is not None:
             raise InputError("give either a mask or points/box for one frame, not both")
-        m = np.asarray(mask)
-        if m.shape != tuple(hw):
-            raise InputError(f"mask must have the frame's shape {tuple(hw)}, got {m.shape}")
-        if m.dtype != np.bool_ and not np.isin(np.unique(m), (0, 1)).all():
-            raise InputError("mask must be boolean (or 0/1)")
-        if not m.any():
-            raise InputError("the mask is empty; to drop an object use remove_object or clear_prompts")
-        return Prompt(frame=frame, obj_id=obj_id, points_xy=None, labels=None, box=None, mask=m.astype(bool))
+        # Prompt checks the values and Prompt.check the shape; model_inputs refuses an empty mask
+        return Prompt(frame=frame, obj_id=obj_id, points_xy=None, labels=None, box=None, mask=mask).check(hw)
     pts, labs = check_points(points, labels, hw)
     b = check_box(box, hw)
     if pts is None and b is None:
