@@ -42,10 +42,16 @@ def inside(x: Any, y: Any, hw: tuple[int, int]) -> Any:
     bool or np.ndarray of bool
         Elementwise: ``-0.5 <= x <= W - 0.5`` and ``-0.5 <= y <= H - 0.5``.
     """
-    h, w = hw
+    x0, y0, x1, y1 = extent(hw)
     x, y = np.asarray(x), np.asarray(y)
-    ok = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    ok = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
     return bool(ok) if ok.ndim == 0 else ok
+
+
+def extent(hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The image's extent ``(x0, y0, x1, y1)`` in pixels: pixel ``i`` covers ``[i - 0.5, i + 0.5]``."""
+    h, w = hw
+    return -0.5, -0.5, w - 0.5, h - 0.5
 
 
 def napari_to_xy(coords_rc: Any) -> np.ndarray:
@@ -354,11 +360,12 @@ def frame_outside(frame: int, n_frames: int) -> str | None:
 def outside(frame: int, x: float, y: float, n_frames: int, hw: tuple[int, int]) -> str | None:
     """Why a point lies outside a stack, or None (the rule of :func:`inside`)."""
     h, w = hw
+    x0, y0, x1, y1 = extent(hw)
     if (why := frame_outside(frame, n_frames)) is not None:
         return why
-    if not inside(x, 0, (1, w)):
+    if not x0 <= x <= x1:
         return f"x={x:g} is outside the image width {w}"
-    if not inside(0, y, (h, 1)):
+    if not y0 <= y <= y1:
         return f"y={y:g} is outside the image height {h}"
     return None
 
@@ -369,10 +376,10 @@ def clip_box(box: Any, hw: tuple[int, int]) -> np.ndarray | None:
     A rectangle dragged in napari often overshoots the image edge by a little; that part of
     the box carries no information, so it is cut rather than refused.
     """
-    h, w = hw
+    left, top, right, bottom = extent(hw)
     x0, y0, x1, y1 = (float(v) for v in box)
-    x0, x1 = max(x0, -0.5), min(x1, w - 0.5)
-    y0, y1 = max(y0, -0.5), min(y1, h - 0.5)
+    x0, x1 = max(x0, left), min(x1, right)
+    y0, y1 = max(y0, top), min(y1, bottom)
     if x0 >= x1 or y0 >= y1:
         return None
     return np.array([x0, y0, x1, y1], dtype=np.float32)
