@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
 
 from napari_sam2._qt.widget import SAM2Widget
 from napari_sam2.synthetic import fluorescence_timelapse, nuclei_stack

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.editor import Editor
-from ..engine.runs import DIRECTIONS, check_direction
+from ..engine.runs import check_direction
 from ..errors import InputError
 from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet

@@ -20,12 +20,13 @@ import time
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
+from ..engine.runs import DIRECTIONS
 from ..errors import SAM2Error
 from ..io.labels import METADATA_KEY
 from ..runtime import configure_torch
 from .model_picker import ModelPicker
 from .prompt_files import ADD, REPLACE
-from .segmenter import DIRECTIONS, Segmenter
+from .segmenter import Segmenter
 from .stack import AXIS_KINDS
 from .tasks import Task, TaskRunner, notify, report_error
 

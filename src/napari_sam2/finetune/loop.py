@@ -19,14 +19,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..model.config import SAM2Config
 from ..model.sam2 import SAM2
 from ..runtime import configure_torch
 from .steps import image_step, video_step
