@@ -76,4 +76,39 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if n_k <= _FEW_KEYS and n_q > n_k:
         scores_t = k @ (q * q.shape[-1] ** -0.5).transpose(-2, -1)  # (..., Nk, Nq)
         return scores_t.softmax(dim=-2).transpose(-2, -1) @ v
+    if chunked_wins(q):
+        return chunked_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
+
+
+#: queries per block of :func:`chunked_attention` (one block's scores: 256 x keys)
+_CHUNK = 256
+
+
+def chunked_wins(q: torch.Tensor) -> bool:
+    """Whether :func:`chunked_attention` beats the fused kernel for ``q``'s dtype and device.
+
+    bfloat16 on a CPU without AMX (e.g. an AMD EPYC with AVX512-BF16): the fused kernel's
+    bfloat16 path is no faster than its float32 one there, while oneDNN's bfloat16 matrix
+    products use the CPU's bfloat16 instructions; one full-bank memory cross-attention took
+    0.234 s chunked against 0.635 s fused (benchmarks/bench_kernels.py, AMD EPYC, 2 threads).
+    With AMX the fused kernel was measured fast (issue 25: 3.4x the official) and stays.
+    float32 always takes the fused kernel (the official numbers, and faster).
+    """
+    if q.dtype != torch.bfloat16 or q.device.type != "cpu":
+        return False
+    from ..runtime import cpu_flags
+
+    return "amx_bf16" not in cpu_flags()
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(D)) v`` a block of queries at a time: (..., Nq, D) x (..., Nk, D)
+    and (..., Nk, Dv) -> (..., Nq, Dv). ``v`` may be narrower than ``q`` and ``k``."""
+    k_t = (k * q.shape[-1] ** -0.5).transpose(-2, -1)
+    v = v.to(q.dtype)
+    out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+    for start in range(0, q.shape[-2], _CHUNK):
+        block = slice(start, start + _CHUNK)
+        out[..., block, :] = torch.softmax(q[..., block, :] @ k_t, dim=-1) @ v
+    return out
