@@ -93,10 +93,13 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.partial-*"))
 
 
-def reference_labels(model: object, frames: np.ndarray, prompts: Sequence[Prompt], direction: str = "both") -> np.ndarray:
-    """Labels from a VideoSession driven by hand: what ``segment`` must write."""
+def reference_labels(
+    model: object, frames: np.ndarray, prompts: Sequence[Prompt], direction: str = "both", compute_dtype: str = "float32"
+) -> np.ndarray:
+    """Labels from a VideoSession driven by hand: what ``segment`` must write (in the precision
+    it wrote them in: ``auto`` is bfloat16 on some machines)."""
     out = np.zeros(frames.shape[:3], dtype=np.uint16)
-    with VideoSession(model, frames, corrections_as_conditioning=True) as session:
+    with VideoSession(model, frames, corrections_as_conditioning=True, compute_dtype=compute_dtype) as session:
         for p in prompts:
             session.add_prompt(p.frame, p.obj_id, points=p.points_xy, labels=p.labels, box=p.box)
         first, last = min(p.frame for p in prompts), max(p.frame for p in prompts)

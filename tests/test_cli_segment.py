@@ -16,6 +16,7 @@ import tifffile
 import torch
 
 from napari_sam2 import load_model
+from napari_sam2.runtime import choose_precision
 from napari_sam2.io import (
     Prompt,
     merge_prompts,
@@ -68,15 +69,17 @@ def test_segment_tiff_with_napari_points_matches_a_direct_session(files, stack, 
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no progress bar when stderr is not a terminal
     assert proc.stdout.startswith(f"napari-sam2: wrote {out}: 6 of 6 frames reached, 2 objects, ")
-    assert proc.stdout.endswith(" s\n") and proc.stdout.count("\n") == 1
+    auto = choose_precision("auto", "cpu")  # the default: by this machine's hardware
+    assert proc.stdout.endswith(f" s, {auto.dtype} ({auto.reason})\n") and proc.stdout.count("\n") == 1
     data, scale, metadata = read_labels(out)
+    assert (metadata["compute_dtype"], metadata["precision_reason"]) == auto[:2]
     assert data.shape == (T, 120, 160) and data.dtype == np.uint16 and scale == (1.0, 1.0, 1.0)
     prompts = read_points_csv(files["points"], shape=stack.shape)
     assert metadata["prompts"] == prompts_to_dict(prompts)
     assert metadata["model"] == "small_sam2.1" and metadata["checkpoint"] == str(CHECKPOINT)
     assert (metadata["input"], metadata["axis"], metadata["direction"]) == (str(files["tif"]), 0, "both")
     labels = np.asarray(data)
-    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts))
+    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts, compute_dtype=auto.dtype))
     assert set(np.unique(labels[2])) == {0, 1, 2}  # both objects on the prompted frame
     assert leftovers(tmp_path) == []
 
@@ -100,7 +103,7 @@ def test_segment_npy_on_axis_1_with_json_points_and_napari_boxes(files, stack, m
     prompts = merge_prompts(points, read_shapes_csv(boxes, axis=1, shape=shape))
     assert len(prompts) == 1 and prompts[0].box is not None and prompts[0].points_xy is not None
     labels = np.asarray(data)
-    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts, "forward"))
+    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts, "forward", metadata["compute_dtype"]))
     assert not labels[:3].any()  # never reached going forward from frame 3
 
 
@@ -116,7 +119,8 @@ def test_segment_ome_zarr_backward_overwrites_an_old_result(files, stack, model,
     assert stored.axes == ("t", "y", "x") and stored.scale == (1.0, 0.5, 0.5)
     labels = np.asarray(stored.data)
     prompts = read_points_csv(files["points"], shape=stack.shape)
-    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts, "backward"))
+    dtype = stored.metadata["compute_dtype"]
+    np.testing.assert_array_equal(labels, reference_labels(model, stack, prompts, "backward", dtype))
     assert not labels[3:].any() and not (out / "old.txt").exists()
 
 

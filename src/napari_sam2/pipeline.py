@@ -25,7 +25,7 @@ from .engine.runs import DIRECTIONS, check_direction, frames_visited
 from .errors import CheckpointError, InputError, SAM2Error, UnknownModelError, WeightsUnavailableError
 from .progress import Progress
 from .prompt import PromptSet
-from .runtime import configure_torch
+from .runtime import PRECISIONS, configure_torch
 
 if TYPE_CHECKING:
     from .model.sam2 import SAM2
@@ -48,7 +48,7 @@ __all__ = [
     "stack_kind",
 ]
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = PRECISIONS  # auto, float32, bfloat16
 #: errors that are about the model, not the stack: every other stack would fail the same way
 MODEL_ERRORS = (CheckpointError, WeightsUnavailableError, UnknownModelError)
 
@@ -98,7 +98,10 @@ class SegmentJob:
         ``forward`` (from the first prompted frame to the end) or ``backward`` (from the
         last prompted frame to frame 0). Frames not reached stay 0.
     compute_dtype : str
-        ``float32`` or ``bfloat16`` for the memory attention.
+        ``auto`` (bfloat16 where the hardware computes it natively, else float32; see
+        :func:`napari_sam2.runtime.choose_precision`), ``float32`` (the official numbers)
+        or ``bfloat16``. Resolved where the job runs: a batch worker on another machine
+        picks for its own CPU.
     stack_kind : str or None
         ``"t"`` (time-lapse) or ``"z"`` (z-stack): tracks with the model's presence bias
         calibrated for that kind (``VideoSession``; only trained models such as
@@ -117,7 +120,7 @@ class SegmentJob:
     boxes: str | None = None
     axis: int = 0
     direction: str = "both"
-    compute_dtype: str = "float32"
+    compute_dtype: str = "auto"
     stack_kind: str | None = None
     overwrite: bool = False
     torch_threads: int | None = None
@@ -134,6 +137,8 @@ class StackResult:
     objects: int
     seconds: float
     model: str
+    precision: str = "float32"  # what the stack was computed in (the job's "auto" resolved)
+    precision_reason: str = ""
     pid: int = field(default_factory=os.getpid)
     model_loads: int = 0  # models this process had loaded when the stack finished
 
@@ -269,6 +274,8 @@ def segment_steps(
             stack_kind=kind,
         )  # fmt: skip
         metadata["presence_bias"] = session.presence_bias
+        metadata["compute_dtype"] = session.precision.dtype
+        metadata["precision_reason"] = session.precision.reason
         import torch
 
         metadata["torch_threads"] = torch.get_num_threads()  # boundary pixels can differ between counts
@@ -295,6 +302,8 @@ def segment_steps(
         objects=len(obj_ids),
         seconds=time.perf_counter() - start_time,
         model=model.config.name,
+        precision=session.precision.dtype,
+        precision_reason=session.precision.reason,
         model_loads=model_loads(),
     )
 

@@ -15,7 +15,7 @@ from .tasks import Progress
 
 def open_job(choice: ModelChoice, spec: StackSpec, model: Any, old: Any) -> Generator[Progress, None, tuple[Any, Any]]:
     """Load the model (unless ``model`` is given) and open a session on ``spec``'s image, or reset
-    ``old`` (a restart on the same image with the same model keeps its encoded slices)."""
+    ``old`` (a restart on the same image with the same model and precision keeps its encoded slices)."""
     from ..engine.session import VideoSession
 
     if model is None:
@@ -27,7 +27,9 @@ def open_job(choice: ModelChoice, spec: StackSpec, model: Any, old: Any) -> Gene
     else:  # reads a few frames for the intensity window
         # the kind of stack picks the model's calibrated presence bias (0 for official weights)
         kind = spec.axis_kind if spec.video_axis is not None else None
-        session = VideoSession(model, spec.frames(), corrections_as_conditioning=True, stack_kind=kind)
+        session = VideoSession(
+            model, spec.frames(), corrections_as_conditioning=True, stack_kind=kind, compute_dtype=choice.precision
+        )
     yield Progress(2, 2)
     return model, session
 

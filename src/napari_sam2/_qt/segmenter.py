@@ -28,6 +28,7 @@ from ..engine.runs import check_direction
 from ..errors import InputError
 from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet
+from ..runtime import choose_precision
 from . import prompt_files as pf
 from . import prompt_layers as pl
 from .candidates import Candidates, next_candidate
@@ -110,9 +111,12 @@ class Segmenter:
         except InputError as exc:
             notify("warning", str(exc))
             return
-        reuse = self.model is not None and self.model_choice == choice
-        # a restart on the same image with the same model keeps the encoded slices
+        reuse = self.model is not None and self.model_choice is not None and self.model_choice.weights == choice.weights
+        # a restart on the same image with the same model and precision keeps the encoded slices
         same = self.spec is not None and image_layer is self.image_layer and self.spec.same_source(spec)
+        same = same and self.session is not None and (
+            self.session.precision.dtype == choose_precision(choice.precision, self.session.model.device).dtype
+        )
         old = self.session if reuse and same else None
 
         def done(out: tuple[Any, Any]) -> None:

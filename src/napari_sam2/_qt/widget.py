@@ -325,6 +325,7 @@ class SAM2Widget(Container):
         elif active:
             n = len(seg.session.obj_ids)
             self.status.value = f"slice {seg.current_frame()} of {seg.spec.n_frames}; {n} object(s) in the session"
+            self.model.show_precision(seg.session.precision.reason)
         else:
             self.status.value = "Pick an image and a model, then Start."
 

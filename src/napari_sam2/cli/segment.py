@@ -50,8 +50,12 @@ def _add_segment_and_batch(commands: Any) -> None:
         "own axis name (OME-Zarr axes, ImageJ or OME-TIFF metadata), else uncalibrated",
     )  # fmt: skip
     common.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default: cpu)")
-    common.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
-                        help="float32 (the official numbers) or bfloat16 (faster on some CPUs/GPUs)")  # fmt: skip
+    common.add_argument(
+        "--compute-dtype", choices=COMPUTE_DTYPES, default="auto",
+        help="auto: bfloat16 where the hardware computes it (a CPU with AMX-BF16 or AVX512-BF16, a GPU "
+        "from Ampere on), float32 elsewhere; float32: the official numbers; bfloat16: faster where native, "
+        "slower where emulated (default: auto; the summary line says what was chosen)",
+    )  # fmt: skip
     common.add_argument(
         "--torch-threads", type=_positive_int, metavar="N",
         help=f"torch threads (per worker in batch). Default: all cores but one for segment (here: "
@@ -135,6 +139,7 @@ def _segment(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if job.torch_threads is None:
         job = replace(job, torch_threads=default_threads())
+    _warn_if_slow(args)
     steps = segment_steps(job, configure=True)
     bar = None
     try:
@@ -154,9 +159,26 @@ def _segment(args: argparse.Namespace) -> int:
             bar.close()
     print(
         f"{PROG}: wrote {result.output}: {result.frames_reached} of {result.frames} frames reached, "
-        f"{result.objects} object{'s' * (result.objects != 1)}, {result.seconds:.1f} s"
+        f"{result.objects} object{'s' * (result.objects != 1)}, {result.seconds:.1f} s, "
+        f"{result.precision} ({result.precision_reason})"
     )
     return 0
+
+
+def _warn_if_slow(args: argparse.Namespace) -> None:
+    """Warn before any work when this machine would compute an emulated bfloat16 (slower than
+    float32). A remote batch worker decides for its own hardware."""
+    from ..runtime import choose_precision, pick_device
+
+    if getattr(args, "scheduler", "local").split(":")[0] != "local":
+        return
+    try:
+        device = pick_device(args.device)
+    except RuntimeError:  # a device torch does not know: loading the model says so
+        return
+    precision = choose_precision(args.compute_dtype, device)
+    if precision.slow:
+        print(f"{PROG}: warning: {precision.reason}; --compute-dtype auto or float32 is faster here", file=sys.stderr)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -169,6 +191,7 @@ def _batch(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
     template = _job_template(args, input="", prompts="", output="")
+    _warn_if_slow(args)
     jobs, outcomes = plan_jobs(args.inputs, args.prompts_dir, args.output, template)
     if args.report is not None:  # before any work: the report must not cost the user a file
         _check_report(args.report, [*args.inputs, args.checkpoint, args.config,
@@ -215,7 +238,7 @@ def _print_outcome(outcome: Any, debug: bool) -> None:
     if outcome.status == "done":
         r = outcome.result
         print(f"done     {name} -> {r.output} ({r.frames_reached}/{r.frames} frames, {r.objects} objects, "
-              f"{r.seconds:.1f} s, worker pid {r.pid})", flush=True)  # fmt: skip
+              f"{r.seconds:.1f} s, {r.precision}, worker pid {r.pid})", flush=True)  # fmt: skip
     elif outcome.status == "skipped":
         print(f"skipped  {name}: {outcome.output} exists (finished earlier; --overwrite redoes it)", flush=True)
     else:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..model.sam2 import SAM2, ImageFeatures, TrackOutput
 from ..prompt import Prompt
+from ..runtime import PRECISIONS, choose_precision
 from .features import FeatureCache
 from .frames import FrameSource
 from .holes import fill_holes
@@ -48,8 +49,12 @@ class VideoSession:
     fill_hole_area : int, default 8
         Fill background holes of up to this many low-resolution pixels inside masks (the
         official CUDA post-processing, here on any device); 0 turns it off.
-    compute_dtype : {"float32", "bfloat16"}
-        "float32" gives the official numbers; "bfloat16" is faster where the CPU has it.
+    compute_dtype : {"float32", "bfloat16", "auto"}, default "float32"
+        "float32" gives the official numbers; "bfloat16" is faster where the device
+        computes it in hardware (a CPU with AMX-BF16 or AVX512-BF16, a recent GPU) and
+        slower where it is emulated; "auto" picks by the hardware
+        (:func:`napari_sam2.runtime.choose_precision`). ``session.precision`` says what
+        was chosen and why.
     corrections_as_conditioning : bool, default False
         Make every corrected frame a conditioning frame, so corrections survive
         re-propagation (official ``add_all_frames_to_correct_as_cond``).
@@ -84,8 +89,8 @@ class VideoSession:
     ) -> None:
         if stack_kind not in (None, "t", "z"):
             raise InputError(f"stack_kind is 't' (time-lapse), 'z' (z-stack) or None, got {stack_kind!r}")
-        if compute_dtype not in _DTYPES:
-            raise InputError(f"compute_dtype must be one of {sorted(_DTYPES)}, got {compute_dtype!r}")
+        if compute_dtype not in PRECISIONS:
+            raise InputError(f"compute_dtype must be one of {', '.join(PRECISIONS)}, got {compute_dtype!r}")
         if fill_hole_area < 0:
             raise InputError("fill_hole_area must be >= 0")
         self.model = model
@@ -93,7 +98,8 @@ class VideoSession:
         self.fill_hole_area = int(fill_hole_area)
         self.stack_kind = stack_kind
         self.presence_bias = float(model.config.presence_bias(stack_kind) if presence_bias is None else presence_bias)
-        self.compute_dtype = _DTYPES[compute_dtype]
+        self.precision = choose_precision(compute_dtype, model.device)
+        self.compute_dtype = _DTYPES[self.precision.dtype]
         self.corrections_as_conditioning = corrections_as_conditioning
         self.features = FeatureCache(
             model, self.source, ram_budget_bytes=feature_ram_budget, spill_dir=spill_dir, compute_dtype=self.compute_dtype
