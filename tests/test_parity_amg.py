@@ -59,12 +59,13 @@ def test_masks_match_official(model, data, name):
     for k, r in enumerate(records):  # same order as the official
         assert r.mask.shape == data["image"].shape[:2] and r.mask.dtype == bool
         assert mask_iou(r.mask, ref["masks"][k]) >= 0.99, k
-        assert abs(r.area - int(ref["area"][k])) <= max(1, 0.01 * ref["area"][k])
+        # measured: identical masks, boxes and points; predicted IoU within 1.2e-7
+        assert abs(r.area - int(ref["area"][k])) <= 0.01 * ref["area"][k]
         assert r.area == int(r.mask.sum())
-        assert np.abs(np.array(r.bbox) - ref["bbox"][k]).max() <= 1
-        assert abs(r.predicted_iou - float(ref["predicted_iou"][k])) <= 1e-4
-        assert abs(r.stability_score - float(ref["stability_score"][k])) <= 1e-2
-        assert np.abs(r.point_coords[0] - ref["point_coords"][k]).max() <= 1e-3
+        assert np.abs(np.array(r.bbox) - ref["bbox"][k]).max() <= (0 if r.area == ref["area"][k] else 1)
+        assert abs(r.predicted_iou - float(ref["predicted_iou"][k])) <= 1e-5
+        assert abs(r.stability_score - float(ref["stability_score"][k])) <= 1e-3
+        assert np.abs(r.point_coords[0] - ref["point_coords"][k]).max() <= 1e-4
         assert tuple(r.crop_box) == tuple(ref["crop_box"][k].astype(int))
 
 
