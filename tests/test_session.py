@@ -295,3 +295,39 @@ def test_stack_kind_picks_the_models_calibration(model, clip):
     s = VideoSession(calibrated, clip, stack_kind="t")
     _click(s)
     assert not np.stack([r.masks[0] for r in list(s.propagate())[1:]]).any()
+
+
+# ---------------------------------------------------------------- many objects per frame
+def test_objects_tracked_together_get_what_each_gets_alone(model, clip, monkeypatch):
+    """Tracking the objects of a frame together (memory attention's frame part once for all)
+    changes nothing but float rounding: the logits agree to 1e-4 and the masks are the same
+    wherever a logit is not within 1e-3 of the threshold. Six objects, with two memory
+    layouts: objects 5 and 6 are first prompted on frame 2, so their banks differ."""
+
+    def track(batched: bool) -> list[FrameResult]:
+        if not batched:
+            def one_by_one(self, tracks, frame, reverse):
+                return {
+                    t.obj_id: self._track_frame(t, frame, is_init=False, points=None, mask=None, reverse=reverse,
+                                                run_memory_encoder=True, prev_logits=None)
+                    for t in tracks
+                }  # fmt: skip
+
+            monkeypatch.setattr(VideoSession, "_track_objects", one_by_one)
+        with VideoSession(model, clip) as s:
+            for obj, (x, y) in enumerate([(40, 50), (120, 40), (60, 90), (100, 100)], start=1):
+                s.add_prompt(0, obj, points=[[x, y]], labels=[1])
+            s.add_prompt(2, 5, box=[10, 10, 50, 40])
+            s.add_prompt(2, 6, points=[[140, 20], [130, 30]], labels=[1, 0])
+            results = list(s.propagate(start=0))
+        monkeypatch.undo()
+        return results
+
+    together, alone = track(True), track(False)
+    assert [r.frame for r in together] == [r.frame for r in alone] == list(range(8))
+    for a, b in zip(together, alone):
+        assert a.obj_ids == b.obj_ids == [1, 2, 3, 4, 5, 6]
+        np.testing.assert_allclose(a.logits, b.logits, rtol=0, atol=1e-4)
+        clear = np.abs(b.logits) > 1e-3
+        np.testing.assert_array_equal((a.logits > 0)[clear], (b.logits > 0)[clear])
+    assert any(len(np.unique(r.label_image())) >= 4 for r in together)  # several objects really are present

@@ -291,13 +291,7 @@ class VideoSession:
                     "with the new prompts, or finish or close a propagation before changing prompts"
                 )
             with torch.inference_mode():
-                new = {}
-                for track in self._tracks.values():
-                    if frame not in track.cond:
-                        new[track.obj_id] = self._track_frame(
-                            track, frame, is_init=False, points=None, mask=None,
-                            reverse=reverse, run_memory_encoder=True, prev_logits=None,
-                        )  # fmt: skip
+                new = self._track_objects([t for t in self._tracks.values() if frame not in t.cond], frame, reverse)
                 for track in self._tracks.values():  # commit the whole frame at once
                     if track.obj_id in new:
                         self._replace(track.non_cond, frame, new[track.obj_id])
@@ -377,6 +371,34 @@ class VideoSession:
                 self.outputs.set_memory(record, memory)
         return record
 
+    def _track_objects(self, tracks: list[ObjectTrack], frame: int, reverse: bool) -> dict[int, FrameOutput]:
+        """Track several objects on one frame (no prompts there), with their memories.
+
+        The same steps as :meth:`_track_frame` for each object, but memory attention's
+        frame-only part is computed once for the frame (``tracking.condition_on_memory``).
+        The numbers are the same up to float rounding (1e-6 in the logits).
+        """
+        if not tracks:
+            return {}
+        model = self.model
+        feats: ImageFeatures = self.features.get(frame)
+        multimask = model.use_multimask(False, 0)
+        new: dict[int, FrameOutput] = {}
+        with autocast(model.device, self.compute_dtype):
+            conditioned = condition_on_memory(
+                model, self.outputs, tracks, frame, feats, num_frames=self.num_frames, reverse=reverse
+            )
+            for track, pix in zip(tracks, conditioned):
+                out = model.track_heads(pix, feats.high_res, None, None, None, multimask, self.presence_bias)
+                logits = out.logits.float()
+                if self.fill_hole_area > 0:
+                    logits = fill_holes(logits, self.fill_hole_area)
+                record = self.outputs.new(logits, out.obj_ptr.float(), out.object_score.float())
+                memory, _ = model.encode_memory(feats.embed, out.high_res_logits, out.object_score, False)
+                self.outputs.set_memory(record, memory)
+                new[track.obj_id] = record
+        return new
+
     def _decode(
         self,
         track: ObjectTrack,
@@ -396,8 +418,8 @@ class VideoSession:
             if is_init:
                 pix = model.no_memory_features(feats)
             else:
-                pix = condition_on_memory(
-                    model, self.outputs, track, frame, feats, num_frames=self.num_frames, reverse=reverse
+                (pix,) = condition_on_memory(
+                    model, self.outputs, [track], frame, feats, num_frames=self.num_frames, reverse=reverse
                 )
             n_points = 0 if points is None else points.labels.shape[1]
             out = model.track_heads(

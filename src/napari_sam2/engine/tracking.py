@@ -103,18 +103,19 @@ def gather_memory(
     return torch.cat(mems, dim=1), torch.cat(poss, dim=1), n_ptr_tokens
 
 
-def condition_on_memory(
+def object_memory(
     model: SAM2,
     outputs: OutputStore,
     track: ObjectTrack,
     frame: int,
-    feats: ImageFeatures,
+    grid_hw: tuple[int, int],
     *,
     num_frames: int,
     reverse: bool,
-) -> torch.Tensor:
-    """Memory-conditioned features (1, C, E, E) of ``frame`` for one object."""
-    device = feats.embed.device
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One object's memory tokens on ``frame``: (1, M, mem_dim) memory, its encoding, and
+    how many of the M tokens are object pointers (see :func:`gather_memory`)."""
 
     def memory_of(t_pos: int, t: int) -> torch.Tensor:
         src = track.cond[t] if t_pos == 0 else track.non_cond[t]
@@ -124,8 +125,37 @@ def condition_on_memory(
     def pointer_of(t: int) -> torch.Tensor:
         return (track.cond[t] if t in track.cond else track.non_cond[t]).obj_ptr
 
-    memory, memory_pos, n_ptr_tokens = gather_memory(
+    return gather_memory(
         model, track, frame, num_frames=num_frames, reverse=reverse, memory_of=memory_of, pointer_of=pointer_of,
-        grid_hw=tuple(feats.embed.shape[-2:]), batch=1, device=device,
+        grid_hw=grid_hw, batch=1, device=device,
     )  # fmt: skip
-    return model.attend_memory(feats, memory, memory_pos, n_ptr_tokens)
+
+
+def condition_on_memory(
+    model: SAM2,
+    outputs: OutputStore,
+    tracks: list[ObjectTrack],
+    frame: int,
+    feats: ImageFeatures,
+    *,
+    num_frames: int,
+    reverse: bool,
+) -> list[torch.Tensor]:
+    """Memory-conditioned features (1, C, E, E) of ``frame`` for each of ``tracks``.
+
+    What memory attention computes from the frame alone (its first self-attention) is the
+    same for every object and is computed once (4.5% less memory-attention time per object,
+    sam2.1_hiera_tiny, 2 threads). The rest runs one object at a time: batching the objects
+    was not faster (13.8 s against 13.1 s for 4 objects with full banks) and takes B times
+    the memory.
+    """
+    device = feats.embed.device
+    grid_hw = tuple(feats.embed.shape[-2:])
+    started = model.start_memory_attention(feats) if len(tracks) > 1 else None
+    conditioned = []
+    for track in tracks:
+        memory, pos, n_ptr = object_memory(
+            model, outputs, track, frame, grid_hw, num_frames=num_frames, reverse=reverse, device=device
+        )
+        conditioned.append(model.attend_memory(feats, memory, pos, n_ptr, started=started))
+    return conditioned

@@ -36,9 +36,24 @@ class MemoryAttentionLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_obj_ptr_tokens: int
     ) -> torch.Tensor:
-        """(B, N, d) tokens attend to (B, M, mem_dim) memories -> (B, N, d)."""
+        """(B, N, d) tokens attend to (B, M, mem_dim) memories -> (B, N, d).
+
+        ``x`` may have batch 1 for B objects on one frame: the self-attention then runs once
+        and its result is shared (it sees only the frame), the rest runs per object.
+        """
+        return self.attend(self.self_attend(x), memory, memory_pos, num_obj_ptr_tokens)
+
+    def self_attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The self-attention block: the frame tokens among themselves."""
         y = self.norm1(x)
-        x = x + self.self_attn(y, y, y)
+        return x + self.self_attn(y, y, y)
+
+    def attend(
+        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_obj_ptr_tokens: int
+    ) -> torch.Tensor:
+        """The cross-attention to memories and the feed-forward block."""
+        if x.shape[0] != memory.shape[0]:
+            x = x.expand(memory.shape[0], -1, -1)
         y = self.norm2(x)
         x = x + self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope=num_obj_ptr_tokens)
         y = self.norm3(x)
@@ -66,6 +81,11 @@ class MemoryAttention(nn.Module):
         )
         self.norm = nn.LayerNorm(config.d_model)
 
+    def start(self, curr: torch.Tensor, curr_pos: torch.Tensor) -> torch.Tensor:
+        """What the first layer computes from the frame alone (before any memory): the
+        same for every object tracked on the frame, so it can be computed once."""
+        return self.layers[0].self_attend(curr + 0.1 * curr_pos)
+
     def forward(
         self,
         curr: torch.Tensor,
@@ -73,15 +93,21 @@ class MemoryAttention(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         num_obj_ptr_tokens: int = 0,
+        *,
+        started: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Condition frame tokens on memories (batch first).
 
         Arguments:
-            curr: (B, E*E, d) frame tokens; curr_pos: their (B, E*E, d) encoding.
+            curr: (B, E*E, d) frame tokens; curr_pos: their (B, E*E, d) encoding. B may
+                be 1 for B objects of one frame: what the first layer computes from the
+                frame alone (its self-attention) is then computed once for all of them.
             memory: (B, M, mem_dim) memory tokens, the last ``num_obj_ptr_tokens`` of
                 which are object pointers; memory_pos: their (B, M, mem_dim) encoding.
+            started: :meth:`start` of this frame, if already computed.
         """
-        x = curr + 0.1 * curr_pos
-        for layer in self.layers:
+        x = self.start(curr, curr_pos) if started is None else started
+        x = self.layers[0].attend(x, memory, memory_pos, num_obj_ptr_tokens)
+        for layer in self.layers[1:]:
             x = layer(x, memory, memory_pos, num_obj_ptr_tokens)
         return self.norm(x)

@@ -342,13 +342,25 @@ class SAM2(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         num_obj_ptr_tokens: int,
+        *,
+        started: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Condition a frame's features on memories: (B, M, mem_dim) -> (B, C, E, E)."""
-        b, ch, h, w = features.embed.shape
+        """Condition a frame's features on memories: (B, M, mem_dim) -> (B, C, E, E).
+
+        Features of batch 1 with memories of batch B condition one frame for B objects;
+        ``started`` is :meth:`start_memory_attention` of the frame, shared by all its objects.
+        """
+        _, ch, h, w = features.embed.shape
         curr = features.embed.flatten(2).transpose(1, 2)  # (B, C, E, E) -> (B, EE, C)
         pos = features.pos.flatten(2).transpose(1, 2)
-        out = self.memory_attention(curr, pos, memory, memory_pos, num_obj_ptr_tokens)
-        return out.transpose(1, 2).reshape(b, ch, h, w)
+        out = self.memory_attention(curr, pos, memory, memory_pos, num_obj_ptr_tokens, started=started)
+        return out.transpose(1, 2).reshape(out.shape[0], ch, h, w)
+
+    def start_memory_attention(self, features: ImageFeatures) -> torch.Tensor:
+        """The part of memory attention that sees only the frame (one frame, any objects)."""
+        curr = features.embed.flatten(2).transpose(1, 2)
+        pos = features.pos.flatten(2).transpose(1, 2)
+        return self.memory_attention.start(curr, pos)
 
     def no_memory_features(self, features: ImageFeatures) -> torch.Tensor:
         """Features of an initial conditioning frame (no memory yet), (B, C, E, E)."""
