@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--model", default="sam2.1_hiera_tiny")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=512, help="frame side in pixels")
-    ap.add_argument("--objects", type=int, default=1, choices=(1, 2))
+    ap.add_argument("--objects", type=int, default=1, help="objects tracked: 1 (a click), 2 (+ a box), more: clicks on a grid")
     ap.add_argument("--skip-official", action="store_true")
     ap.add_argument(
         "--sequential", action="store_true", help="run official, float32, bfloat16 one after another (not in turn)"
@@ -79,6 +79,9 @@ def main() -> None:
     prompts = tools.make_prompts(h, w)
     click = (prompts["add1_points"], prompts["add1_labels"])
     box = prompts["add2_box"]
+    side = int(np.ceil(np.sqrt(max(args.objects - 2, 1))))
+    grid = np.linspace(0.15, 0.85, side)
+    more = [np.array([[x * w, y * h]], np.float32).round() for y in grid for x in grid][: max(args.objects - 2, 0)]
 
     official = tools.build_video_predictor(cfg, False, seed=0)
     state_dict = official.state_dict()
@@ -88,8 +91,10 @@ def main() -> None:
     if not args.skip_official:
         state = official_video_state(tools, official, frames, cfg.image_size)
         official.add_new_points_or_box(state, 0, 1, points=click[0], labels=click[1])
-        if args.objects == 2:
+        if args.objects >= 2:
             official.add_new_points_or_box(state, 0, 2, box=box)
+        for i, xy in enumerate(more, start=3):
+            official.add_new_points_or_box(state, 0, i, points=xy, labels=np.array([1], np.int32))
         gens["official"] = ((f, (m[:, 0] > 0).cpu().numpy()) for f, _, m in official.propagate_in_video(state))
 
     ours = SAM2(cfg).eval().requires_grad_(False)
@@ -98,8 +103,10 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         session = VideoSession(ours, frames, fill_hole_area=0, compute_dtype=dtype)
         session.add_prompt(0, 1, points=click[0], labels=click[1])
-        if args.objects == 2:
+        if args.objects >= 2:
             session.add_prompt(0, 2, box=box)
+        for i, xy in enumerate(more, start=3):
+            session.add_prompt(0, i, points=xy, labels=[1])
         gens[dtype] = ((r.frame, r.masks) for r in session.propagate())
         sessions.append(session)
 

@@ -15,6 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
+def _cpuinfo_fields(names: tuple[str, ...]) -> dict[str, str]:
+    """The first value of each named field of /proc/cpuinfo (empty where it cannot be read)."""
+    found: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in names and key.strip() not in found:
+                found[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return found
+
+
 def machine() -> dict:
     """CPU model, core and torch thread counts, versions."""
     import torch
@@ -27,8 +40,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    from napari_sam2.runtime import choose_precision, cpu_flags, native_bf16_flag
+
+    family = {k: v for k, v in _cpuinfo_fields(("cpu family", "model")).items()}
     return {
         "cpu": cpu,
+        "cpu_family_model": family,
+        "native_bf16": native_bf16_flag(cpu_flags()),  # amx_bf16, avx512_bf16 or None
+        "auto_precision": choose_precision("auto", "cpu").dtype,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
