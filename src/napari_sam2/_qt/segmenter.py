@@ -6,7 +6,10 @@
   :class:`~napari_sam2.engine.editor.Editor`, which decodes what changed, and the preview
   Labels layer shows those slices at once (a slice not encoded yet is encoded in a worker
   first);
-* :meth:`propagate`, :meth:`commit`, :meth:`undo_commit`, :meth:`cycle_candidate`.
+* :meth:`propagate`, :meth:`commit`, :meth:`undo_commit`, :meth:`cycle_candidate`;
+* :meth:`segment_all` (one slice) and :meth:`segment_all_stack`: found objects are mask
+  prompts kept in :attr:`found`, merged with the layers' prompts at every :meth:`sync`, with a
+  marker each in the "SAM2 found" Points layer (``everything.py``).
 
 What a prompt means (replayable until propagated, a correction afterwards), which slices each
 object covers and which objects are propagated live in the editor, not here.
@@ -29,6 +32,7 @@ from ..errors import InputError
 from ..io.labels import METADATA_KEY
 from ..prompt import Key, Prompt, PromptSet
 from ..runtime import choose_precision
+from . import everything as ev
 from . import prompt_files as pf
 from . import prompt_layers as pl
 from .candidates import Candidates, next_candidate
@@ -68,6 +72,8 @@ class Segmenter:
         self.changed_callbacks: list[Callable[[], None]] = []
         self.editor: Editor | None = None
         self._candidates: dict[Key, Candidates] = {}
+        #: found objects (segment all): their mask prompts, markers and jobs (``everything.py``)
+        self.everything = ev.FoundObjects(self)
         self._dirty = False
         self._problems: set[str] = set()
 
@@ -79,6 +85,8 @@ class Segmenter:
     # the editor's state, read-only here: the prompts the session follows, the slices each
     # object has a mask on, the objects a propagation has tracked
     prompts = property(lambda self: self.editor.prompts if self.editor is not None else PromptSet())
+    #: the found objects' mask prompts, (frame, object) -> Prompt(mask=...)
+    found = property(lambda self: self.everything.found)
     coverage = property(lambda self: self.editor.coverage if self.editor is not None else {})
     propagated = property(lambda self: self.editor.propagated if self.editor is not None else set())
 
@@ -154,6 +162,7 @@ class Segmenter:
         self.points.bind_key("n", lambda _layer: self.toggle_negative(), overwrite=True)
         self.points.bind_key("c", lambda _layer: self.cycle_candidate(), overwrite=True)
         self.viewer.dims.events.current_step.connect(self._on_step)
+        self.everything.reset()
         self.set_object(self.current_object if self.current_object >= 1 else 1)
         self.viewer.layers.selection.active = self.points
         self.points.mode = "add"
@@ -169,6 +178,7 @@ class Segmenter:
                     getattr(layer.events, name).disconnect(cb)
         if self.points is not None and self._on_points_press in self.points.mouse_drag_callbacks:
             self.points.mouse_drag_callbacks.remove(self._on_points_press)
+        self.everything.detach()
         self.viewer.dims.events.current_step.disconnect(self._on_step)
 
     def close(self, release: bool = True) -> None:
@@ -231,16 +241,21 @@ class Segmenter:
         self._changed()
 
     def new_object(self) -> int:
+        """Make the next free object id the current object, and return it (see :meth:`free_id`)."""
+        new = self.free_id()
+        self.set_object(new)
+        return new
+
+    def free_id(self) -> int:
         """The next free object id: above every id in the prompts, the session and the result layer."""
         ids = [0, self.current_object if self._has_prompts_for(self.current_object) else 0]
         ids += [pl.max_object_id(layer) for layer in (self.points, self.shapes) if layer is not None]
+        ids += [o for _, o in self.found]
         if self.session is not None:
             ids.extend(self.session.obj_ids)
         if self.result is not None:
             ids.append(int(np.max(self.result.data)))
-        new = max(ids) + 1
-        self.set_object(new)
-        return new
+        return max(ids) + 1
 
     def _has_prompts_for(self, obj_id: int) -> bool:
         return obj_id in self.prompts.obj_ids
@@ -260,24 +275,32 @@ class Segmenter:
         if self.runner.busy:
             self._dirty = True
             return
-        found = pl.collect_prompts(self.points, self.shapes, self.spec)
-        for problem in found.problems:
+        collected = pl.collect_prompts(self.points, self.shapes, self.spec)
+        for problem in collected.problems:
             if problem not in self._problems:
                 notify("warning", problem)
-        self._problems = set(found.problems)
+        self._problems = set(collected.problems)
         pl.style_points(self.points, self.color_of)
         pl.style_boxes(self.shapes, self.color_of)
-        changed = found.prompts.changed(self.prompts)
+        prompts = self._with_found(collected.prompts)
+        changed = prompts.changed(self.prompts)
         objects = {o for _, o in changed}
-        needed = {f for f, o in found.prompts if o in objects}
+        needed = {f for f, o in prompts if o in objects}
         missing = sorted(f for f in needed if f not in self.session.features)
         if missing:
             self._encode(missing, then=lambda: self.sync(then))
             return
         if changed:
-            self._apply(found.prompts)
+            self._apply(prompts)
         if then is not None:
             then()
+
+    def _with_found(self, layer_prompts: PromptSet) -> PromptSet:
+        """The layers' prompts with the found masks: one prompt per (frame, object), so a click
+        on a found object's slice joins its mask (``merge_prompts``)."""
+        if not self.found:
+            return layer_prompts
+        return PromptSet.of([*layer_prompts.values(), *self.found.values()])
 
     def _apply(self, prompts: PromptSet) -> None:
         touched = self.editor.apply(prompts)
@@ -393,6 +416,22 @@ class Segmenter:
         if self.runner.running is not None:
             self.runner.running.cancel()
 
+    # ------------------------------------------------------------------ segment all
+    def segment_all(self, settings: ev.EverythingSettings | None = None) -> None:
+        """Find every object on the slice on screen; each becomes an object of the session."""
+        if self._ready_for_job():
+            self.sync(then=lambda: self.everything.segment_slice(settings or ev.EverythingSettings()))
+
+    def segment_all_stack(self, settings: ev.EverythingSettings | None = None) -> None:
+        """Find the objects of the slice on screen, track them through the stack, and add the
+        objects that appear on later slices (every ``settings.every`` slices)."""
+        if not self._ready_for_job():
+            return
+        if self.spec.n_frames == 1:
+            notify("info", "a 2-D image has one slice: use Segment all (this slice)")
+            return
+        self.sync(then=lambda: self.everything.segment_stack(settings or ev.EverythingSettings()))
+
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:
         """Write the session's objects into the result layer (overlap rule in ``commit.py``)."""
@@ -431,7 +470,12 @@ class Segmenter:
     def metadata(self) -> dict[str, Any]:
         """What we store with the labels: axes, video axis, model and the prompts."""
         model = self.model_choice.label if self.model_choice else None
-        return pf.metadata(self.spec, model, self.prompts, self._candidates)
+        # found masks have no JSON form: their bounding boxes are saved (everything.replayable)
+        meta = pf.metadata(self.spec, model, ev.replayable(self.prompts), self._candidates)
+        meta["found_objects"] = [
+            {"frame": f, "object": o, "saved_as": "box"} for f, o in sorted(self.found)
+        ]
+        return meta
 
     def _read_prompts(self, path: str) -> list[Prompt]:
         if not self.active:
@@ -453,9 +497,11 @@ class Segmenter:
         """
         prompts = self._read_prompts(path)
         added, dropped = pf.load_into_layers(self.points, self.shapes, self.spec, prompts, mode, self.current_object)
-        found = pl.collect_prompts(self.points, self.shapes, self.spec)
+        if mode == pf.REPLACE:  # the file replaces the session's prompts, found masks too
+            self.everything.clear()
+        collected = pl.collect_prompts(self.points, self.shapes, self.spec)
         # a loaded object is a function of its prompts (replayable), as before propagating
-        self.editor.forget_propagation({o for _, o in found.prompts.changed(self.prompts)})
+        self.editor.forget_propagation({o for _, o in self._with_found(collected.prompts).changed(self.prompts)})
         self.set_object(self.current_object)  # the layers' defaults for the next click
         self.sync()
         notify("info", pf.loaded_message(path, mode, added, dropped))

@@ -1,7 +1,8 @@
 """The SAM 2 dock widget: thin controls over :class:`~napari_sam2._qt.segmenter.Segmenter`.
 
 Sections, top to bottom, follow the workflow: image and video axis -> model and device ->
-Start -> object / negative clicks / mask candidates -> Propagate -> the job's progress bar with
+Start -> object / negative clicks / mask candidates -> Segment all (this slice / through the
+stack, settings folded away; ``everything.py``) -> Propagate -> the job's progress bar with
 Cancel beside it -> Commit / Undo -> Save / Load prompts. Every button calls one Segmenter
 method; the widget only reads state back to enable buttons and show the status line.
 
@@ -24,6 +25,7 @@ from ..engine.runs import DIRECTIONS
 from ..errors import SAM2Error
 from ..io.labels import METADATA_KEY
 from ..runtime import configure_torch
+from .everything import EverythingGroup
 from .model_picker import ModelPicker
 from .prompt_files import ADD, REPLACE
 from .segmenter import Segmenter
@@ -81,6 +83,7 @@ class SAM2Widget(Container):
         self.cycle_button = PushButton(text="Next mask candidate (C)")
         self.cycle_button.tooltip = "For a single click: show SAM 2's other proposed masks (3 in all)"
         self.candidate = _fixed_width(Label(value=""))
+        self.everything = EverythingGroup()
 
         self.direction = ComboBox(label="direction", choices=list(DIRECTIONS), value="both")
         self.follow = CheckBox(text="show each slice as it is done")
@@ -103,7 +106,7 @@ class SAM2Widget(Container):
             widgets=[
                 self.image, self.video_axis, self.axis_kind, self.model, self.start_button,
                 _row(self.object_id, self.new_object_button), self.negative,
-                _row(self.cycle_button, self.candidate),
+                _row(self.cycle_button, self.candidate), self.everything,
                 self.direction, self.follow, self.propagate_button,
                 _row(self.progress, self.cancel_button), self.progress_text,
                 _row(self.commit_button, self.undo_button), _row(self.save_button, self.load_button),
@@ -116,6 +119,10 @@ class SAM2Widget(Container):
         self.new_object_button.changed.connect(self.new_object)
         self.negative.changed.connect(lambda v: self.segmenter.toggle_negative(bool(v)))
         self.cycle_button.changed.connect(self.segmenter.cycle_candidate)
+        self.everything.slice_button.changed.connect(lambda: self.segmenter.segment_all(self.everything.value()))
+        self.everything.stack_button.changed.connect(
+            lambda: self.segmenter.segment_all_stack(self.everything.value())
+        )
         self.propagate_button.changed.connect(lambda: self.segmenter.propagate(self.direction.value))
         self.cancel_button.changed.connect(self.segmenter.cancel)
         self.follow.changed.connect(lambda v: setattr(self.segmenter, "follow", bool(v)))
@@ -284,13 +291,17 @@ class SAM2Widget(Container):
             report_error("Loading prompts", exc)
             return
         mode = REPLACE
-        if clicks or boxes:  # replacing would drop prompts the user made: ask
+        found = len(self.segmenter.found)
+        if clicks or boxes or found:  # replacing would drop prompts the user made or found: ask
             what = " and ".join(
                 f"{n} {unit}" for n, unit in ((clicks, "click" if clicks == 1 else "clicks"), (boxes, "box" if boxes == 1 else "boxes")) if n
             )
+            held = f"The prompt layers hold {what} not in {Path(path).name}." if what else ""
+            if found:
+                held += f"{' ' if held else ''}The session holds {found} mask(s) found by Segment all."
             mode = self._ask_replace(
-                f"The prompt layers hold {what} not in {Path(path).name}.\n\n"
-                "Replace: the layers then hold exactly the file's prompts (those are removed).\n"
+                f"{held}\n\n"
+                "Replace: the session then follows exactly the file's prompts (those are removed).\n"
                 "Add to them: the file's prompts are added; the ones already there are not added twice."
             )
             if mode == CANCEL:
@@ -308,6 +319,9 @@ class SAM2Widget(Container):
         for w in (self.new_object_button, self.cycle_button, self.commit_button):
             w.enabled = active and not busy
         self.propagate_button.enabled = stack and not busy
+        self.everything.slice_button.enabled = active and not busy
+        self.everything.stack_button.enabled = stack and not busy
+        self.everything.every.enabled = stack
         self.direction.enabled = stack
         self.cancel_button.enabled = busy
         self.undo_button.enabled = seg.last_commit is not None and not busy
@@ -324,7 +338,11 @@ class SAM2Widget(Container):
             self.status.value = self.runner.running.name.removeprefix("SAM 2: ") + "…"
         elif active:
             n = len(seg.session.obj_ids)
-            self.status.value = f"slice {seg.current_frame()} of {seg.spec.n_frames}; {n} object(s) in the session"
+            found = len({o for _, o in seg.found})
+            extra = f" ({found} found by Segment all)" if found else ""
+            self.status.value = (
+                f"slice {seg.current_frame()} of {seg.spec.n_frames}; {n} object(s) in the session{extra}"
+            )
             self.model.show_precision(seg.session.precision.reason)
         else:
             self.status.value = "Pick an image and a model, then Start."
