@@ -24,13 +24,13 @@ def cells_model():
     return load_model("napari-sam2-cells")
 
 
-def _widget(viewer, model):
-    """A docked, synchronous SAM2Widget set to the shipped model (preloaded), started."""
+def _widget(viewer, model, *, synchronous: bool = True):
+    """A docked SAM2Widget set to the shipped model (preloaded), started."""
     import torch
 
     from napari_sam2._qt.widget import SAM2Widget
 
-    widget = SAM2Widget(viewer, synchronous=True)
+    widget = SAM2Widget(viewer, synchronous=synchronous)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     widget.model.threads.value = torch.get_num_threads()
     widget.model.model.value = "napari-sam2-cells"
@@ -43,6 +43,7 @@ def _widget(viewer, model):
     group.stability.value = SETTINGS["stability_score_thresh"]
     group.min_area.value = SETTINGS["min_area"]
     widget.start()
+    widget.runner.wait()
     assert widget.segmenter.active
     return widget
 
@@ -250,3 +251,37 @@ def test_settings_fold_away_and_reach_the_generator(qtbot):
     group.points_per_side.value = 12
     group.every.value = 3
     assert group.value() == EverythingSettings(points_per_side=12, every=3)
+
+
+def test_the_seeded_finder_when_installed_gives_ordinary_objects(make_napari_viewer, cells_model, notes):
+    from napari_sam2._qt.everything import SEEDED, available_modes
+
+    if SEEDED not in available_modes():
+        pytest.skip("engine.seeded is not installed")
+    viewer = make_napari_viewer()
+    sample = cells_image((128, 128), n_cells=6, seed=3)
+    viewer.add_image(sample.image, name="cells")
+    widget = _widget(viewer, cells_model)
+    widget.everything.mode.value = SEEDED
+    assert not widget.everything.points_per_side.enabled  # the grid's own settings
+    widget.everything.slice_button.changed.emit()
+    seg = widget.segmenter
+    ids = sorted({o for _, o in seg.found})
+    assert ids and seg.session.obj_ids == ids
+    assert any(f"found {len(ids)} object" in m for _, m in notes)
+    _consistent(seg)
+
+
+def test_segment_all_runs_in_a_worker_and_leaves_the_ui_free(make_napari_viewer, cells_model, notes):
+    viewer = make_napari_viewer()
+    sample = cells_image((128, 128), n_cells=6, seed=3)
+    viewer.add_image(sample.image, name="cells")
+    widget = _widget(viewer, cells_model, synchronous=False)
+    widget.runner.wait()  # the slice on screen is encoded ahead
+    widget.everything.slice_button.changed.emit()
+    assert widget.runner.busy and not widget.everything.slice_button.enabled and widget.cancel_button.enabled
+    widget.runner.wait()
+    seg = widget.segmenter
+    assert seg.found and widget.everything.slice_button.enabled
+    assert widget.progress_text.value.startswith("segmented slice 0")
+    _consistent(seg)
