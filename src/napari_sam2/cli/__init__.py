@@ -5,12 +5,13 @@
     napari-sam2 segment-image IMAGE --point X Y [...] -o MASK.tif      # one 2-D image, one object
     napari-sam2 segment INPUT --prompts PROMPTS [--boxes SHAPES.csv] -o OUT.zarr
     napari-sam2 batch INPUT... --prompts-dir DIR -o OUTDIR [--scheduler local:N | tcp://HOST:PORT]
+    napari-sam2 auto INPUT -o OUT.zarr [--mode grid|seeded] [--every K]   # segment everything
     napari-sam2 models
     napari-sam2 finetune IMAGES... --labels LABELS... --from MODEL -o OUT.pt
 
 Errors are one line, ``napari-sam2: error: ...``, naming the file or address (``--debug``
 adds the traceback). Exit codes: 0 done; ``segment-image``: 1 error, 2 bad arguments or no
-weights; ``segment``, ``batch``, ``models``: 2 error or bad arguments, 1 some batch stacks
+weights; ``segment``, ``batch``, ``auto``, ``models``: 2 error or bad arguments, 1 some batch stacks
 failed; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with no partial output left behind.
 See ``docs/cli.md``.
 
@@ -41,6 +42,7 @@ from ._common import (
     _weights_hint,
 )
 from ._signals import _signal_exit, _signals_as_interrupts
+from .auto import _add_auto, _auto
 from .finetune import _add_finetune, _finetune
 from .models import _add_models, _models
 from .segment import _add_segment_and_batch, _batch, _segment
@@ -53,6 +55,7 @@ __all__ = [
 
 _COMMANDS = {
     "segment-image": _segment_image, "segment": _segment, "batch": _batch, "models": _models, "finetune": _finetune,
+    "auto": _auto,
 }  # fmt: skip
 
 
@@ -62,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        ``napari-sam2`` with the sub-commands segment-image, segment, batch, models and
+        ``napari-sam2`` with the sub-commands segment-image, segment, batch, auto, models and
         finetune; the parsed namespace's ``command`` names the one given.
     """
     parser = argparse.ArgumentParser(prog=PROG, description="SAM 2 segmentation without napari.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_segment_image(commands)
     _add_segment_and_batch(commands)
+    _add_auto(commands)
     _add_models(commands)
     _add_finetune(commands)
     return parser
