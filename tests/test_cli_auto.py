@@ -159,3 +159,19 @@ def test_an_existing_output_is_refused_without_overwrite(files, tmp_path, capsys
     assert code == 2
     _one_line(err, "exists")
     assert _main(capsys, "auto", str(files["flat"]), "-o", str(done), "--overwrite", *FAST)[0] == 0
+
+
+def test_seeded_mode_and_tiles_run_where_their_modules_exist(files, tmp_path, capsys) -> None:
+    """The hooks: --mode seeded takes engine.seeded's generator, --tile/--halo engine.tiles' stitching."""
+    pytest.importorskip("napari_sam2.engine.seeded")
+    pytest.importorskip("napari_sam2.engine.tiles")
+    for name, extra in [("seeded", ["--mode", "seeded"]), ("tiled", ["--tile", "32", "--halo", "16"])]:
+        out = tmp_path / f"{name}.zarr"
+        code, _, err = _main(capsys, "auto", str(files["image"]), "-o", str(out), *FAST, *extra)
+        assert code == 0, err
+        data, _, meta = read_labels(out)
+        assert data.shape == (64, 64) and meta["objects"] == len(set(np.unique(np.asarray(data))) - {0})
+        assert meta["auto"]["mode"] == ("seeded" if name == "seeded" else "grid")
+    code, _, err = _main(capsys, "auto", str(files["image"]), "-o", str(tmp_path / "x.zarr"), *FAST, "--tile", "32")
+    assert code == 2
+    _one_line(err, "--tile and --halo go together")

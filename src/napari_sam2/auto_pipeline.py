@@ -161,14 +161,49 @@ def make_generator(job: AutoJob, model: SAM2) -> Any:
 
 
 def _tiled(generator: Any, job: AutoJob) -> Any:
+    import importlib
+
     try:
-        from .engine.tiles import TiledMaskGenerator  # type: ignore[import-not-found]
+        importlib.import_module("napari_sam2.engine.tiles")
     except ModuleNotFoundError as exc:
         if exc.name != "napari_sam2.engine.tiles":
             raise
         raise InputError("--tile/--halo are not available in this version of napari-sam2 "
                          "(napari_sam2.engine.tiles is missing); leave them out") from None  # fmt: skip
-    return TiledMaskGenerator(generator, tile=job.tile, halo=job.halo)
+    if job.tile is None or job.halo is None:
+        raise InputError("--tile and --halo go together: give both (e.g. --tile 1024 --halo 64)")
+    return TiledGenerator(generator, tile=job.tile, halo=job.halo)
+
+
+class TiledGenerator:
+    """The automatic step tile by tile (``engine.tiles.segment_tiled``), as a generator of records.
+
+    ``segment_tiled`` stitches objects cut by tile borders into one label image; each of its
+    objects becomes one :class:`~napari_sam2.engine.automatic.MaskRecord` (predicted IoU and
+    stability 1.0: the tiles' own scores are not kept by the stitch).
+    """
+
+    def __init__(self, generator: Any, *, tile: int, halo: int) -> None:
+        self.generator, self.tile, self.halo = generator, tile, halo
+
+    def generate(self, image: Any) -> list[Any]:
+        from .engine.automatic import MaskRecord
+        from .engine.tiles import segment_tiled
+
+        result = segment_tiled(self.generator, image, tile=self.tile, halo=self.halo)
+        labels = np.asarray(result.labels)
+        h, w = labels.shape
+        records = []
+        for i, (y0, x0, y1, x1) in enumerate(result.bbox.tolist(), 1):
+            mask = labels == i
+            if not mask.any():
+                continue
+            records.append(MaskRecord(
+                mask=mask, area=int(mask.sum()), bbox=(x0, y0, x1 - 1 - x0, y1 - 1 - y0), predicted_iou=1.0,
+                stability_score=1.0, point_coords=np.array([[(x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2]]),
+                crop_box=(0, 0, w, h),
+            ))  # fmt: skip
+        return records
 
 
 def _check_modules(job: AutoJob) -> None:
