@@ -415,37 +415,46 @@ class FoundObjects:
                 self.seg.set_object(obj)
 
     # ------------------------------------------------------------------ jobs
-    def _generator(self, settings: EverythingSettings) -> Any:
+    def _begin(self, settings: EverythingSettings) -> Any:
+        """The generator for a new segment-all job (None, said in a note, if the settings are refused)."""
         try:
-            return make_generator(self.seg.model, settings)
+            generator = make_generator(self.seg.model, settings)
         except InputError as exc:
             notify("warning", f"Segment all: {exc}")
             return None
+        self._gone = set()
+        return generator
+
+    def _end(self, frames: list[int]) -> None:
+        """After a segment-all job, whatever its outcome: adopt what was found, show ``frames``."""
+        seg = self.seg
+        if seg.editor is None:  # the session was closed meanwhile
+            return
+        self.adopt()
+        seg.render(frames)
+        seg._after_job()
 
     def segment_slice(self, settings: EverythingSettings) -> None:
         """Find every object on the slice on screen (a worker job); see the module docstring."""
         seg = self.seg
         frame = seg.current_frame()
-        generator = self._generator(settings)
+        generator = self._begin(settings)
         if generator is None:
             return
-        self._gone = set()
+        before = set(seg.session.obj_ids)
 
         def done(result: SliceFound) -> None:
             notify("info", found_message(len(result.ids), result.frame, result.constant))
 
-        def finished() -> None:
-            if seg.editor is None:  # the session was closed meanwhile
-                return
-            self.adopt()
-            seg.render([frame])
-            seg._after_job()
+        def cancelled() -> None:  # a cancel after the objects were added keeps them
+            n = len(set(seg.session.obj_ids) - before) if seg.session is not None else 0
+            kept = f"the {n} object(s) found are kept" if n else "nothing was added"
+            notify("info", f"segment all on slice {frame} cancelled; {kept}")
 
         seg._run(
             f"SAM 2: segmenting all on slice {frame}",
             slice_job(seg.editor, generator, frame, seg.free_id(), settings.min_area),
-            on_done=done, on_finally=finished, error_prefix="Segment all",
-            on_cancel=lambda: notify("info", f"segment all on slice {frame} cancelled; nothing was added"),
+            on_done=done, on_cancel=cancelled, on_finally=lambda: self._end([frame]), error_prefix="Segment all",
             text=JobText(doing=f"segmenting all on slice {frame}", did=f"segmented slice {frame}"),
         )  # fmt: skip
 
@@ -453,10 +462,9 @@ class FoundObjects:
         """Find, track and add objects through the stack from the slice on screen (a worker job)."""
         seg = self.seg
         frame = seg.current_frame()
-        generator = self._generator(settings)
+        generator = self._begin(settings)
         if generator is None:
             return
-        self._gone = set()
         before = set(seg.session.obj_ids)
         in_use = max([0, *before, *seg.prompts.obj_ids])
         if seg.free_id() > in_use + 1:  # everything_steps numbers above the session's ids only
@@ -487,11 +495,7 @@ class FoundObjects:
             return f"found {len(new)} object(s) through the stack{where}"
 
         def finished() -> None:
-            if seg.editor is None:  # the session was closed meanwhile
-                return
-            self.adopt()
-            seg.render(sorted(set().union(*seg.coverage.values())) if seg.coverage else [])
-            seg._after_job()
+            self._end(sorted(set().union(*seg.coverage.values())) if seg.coverage else [])
 
         seg._run(
             "SAM 2: segmenting all through the stack",
