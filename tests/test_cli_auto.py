@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.auto_pipeline import AutoJob, auto_stack
+from napari_sam2.auto_pipeline import AutoJob, auto_stack, run_auto_stack
 from napari_sam2.io import read_labels
 from napari_sam2.pipeline import ModelSpec
 from napari_sam2.synthetic import fluorescence_timelapse
@@ -175,3 +175,13 @@ def test_seeded_mode_and_tiles_run_where_their_modules_exist(files, tmp_path, ca
     code, _, err = _main(capsys, "auto", str(files["image"]), "-o", str(tmp_path / "x.zarr"), *FAST, "--tile", "32")
     assert code == 2
     _one_line(err, "--tile and --halo go together")
+
+
+def test_the_batch_task_reports_instead_of_raising(files, tmp_path) -> None:
+    spec = ModelSpec("napari-sam2-cells")
+    bad = run_auto_stack(AutoJob(input=str(tmp_path / "nope.npy"), output=str(tmp_path / "a.zarr"), model=spec))
+    assert bad.status == "failed" and "nope.npy" in bad.error and not bad.model_error
+    good = run_auto_stack(AutoJob(input=str(files["flat"]), output=str(tmp_path / "b.zarr"), model=spec,
+                                  points_per_side=4, torch_threads=1))  # fmt: skip
+    assert good.status == "done" and good.result.objects == 0 and good.result.frames == 3
+    assert (tmp_path / "b.zarr").is_dir() and leftovers(tmp_path) == []

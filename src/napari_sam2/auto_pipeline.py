@@ -24,7 +24,8 @@ import numpy as np
 
 from .engine.runs import check_direction
 from .errors import InputError
-from .pipeline import ModelSpec, _job_files, cached_model, model_loads
+from .errors import SAM2Error
+from .pipeline import MODEL_ERRORS, ModelSpec, StackOutcome, _job_files, cached_model, model_loads
 from .progress import Progress
 from .runtime import configure_torch
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .engine.editor import Editor
     from .model.sam2 import SAM2
 
-__all__ = ["MODES", "AutoJob", "AutoResult", "auto_stack", "auto_steps", "make_generator"]
+__all__ = ["MODES", "AutoJob", "AutoResult", "auto_stack", "auto_steps", "make_generator", "run_auto_stack"]
 
 #: the automatic steps: a grid of clicks, or seeds (``engine.seeded``)
 MODES = ("grid", "seeded")
@@ -352,3 +353,23 @@ def auto_stack(job: AutoJob, model: SAM2 | None = None, *, configure: bool = Fal
         except StopIteration as stop:
             return stop.value
 
+
+
+def run_auto_stack(job: AutoJob) -> StackOutcome:
+    """The batch task (as :func:`napari_sam2.pipeline.run_stack`): segment everything in one stack
+    and report how it went instead of raising.
+
+    Errors of the stack or the model (:class:`~napari_sam2.errors.SAM2Error`, a file that cannot
+    be read) become a failed outcome with a one-line reason; anything else is a bug and raises.
+    The outcome's ``result`` is an :class:`AutoResult` (the fields ``batch`` prints).
+    """
+    try:
+        result = auto_stack(job, configure=True)
+    except (SAM2Error, OSError) as exc:
+        import traceback
+
+        return StackOutcome(
+            job.input, job.output, "failed", error=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
+            model_error=isinstance(exc, MODEL_ERRORS), traceback=traceback.format_exc(),
+        )  # fmt: skip
+    return StackOutcome(job.input, job.output, "done", result=result)  # type: ignore[arg-type]
