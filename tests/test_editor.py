@@ -154,3 +154,30 @@ def test_a_chosen_candidate_replaces_the_first_mask_until_its_click_changes(mode
         with pytest.raises(ValueError, match="single click"):
             editor.choose((3, 2), chosen)
         assert first.any()
+
+
+def test_clicks_on_a_mask_prompt_refine_the_mask(model, clip):
+    """A found object (a mask prompt) the user clicks on: the mask refined by the clicks,
+    the same as adding the mask and then refining it, and the same again on replay."""
+    h, w = clip.shape[1:3]
+    mask = np.zeros((h, w), bool)
+    mask[30:70, 20:80] = True
+    found = Prompt(frame=1, obj_id=1, points_xy=None, labels=None, box=None, mask=mask)
+    clicked = Prompt(frame=1, obj_id=1, points_xy=np.array([[50.0, 50.0], [25.0, 35.0]]), labels=[1, 0], box=None,
+                     mask=mask)  # fmt: skip
+    with VideoSession(model, clip) as s:
+        editor = Editor(s)
+        editor.apply(PromptSet.of([found]))
+        alone = s.result(1).logits[0].copy()
+        editor.apply(PromptSet.of([clicked]))
+        refined = s.result(1).logits[0].copy()
+    with VideoSession(model, clip) as s:  # by hand: the mask, then the clicks refining it
+        s.add_prompt(prompt=found, refine=False)
+        s.add_prompt(1, 1, points=clicked.points_xy, labels=clicked.labels, refine=True)
+        by_hand = s.result(1).logits[0]
+    with VideoSession(model, clip) as s:  # replay from the prompt file's content
+        Editor(s).apply(PromptSet.of([clicked]))
+        replayed = s.result(1).logits[0]
+    assert not np.array_equal(refined > 0, alone > 0)  # the clicks changed the mask
+    np.testing.assert_array_equal(refined, by_hand)
+    np.testing.assert_array_equal(refined, replayed)

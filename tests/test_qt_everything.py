@@ -169,11 +169,6 @@ def test_segment_all_finds_objects_that_are_corrected_removed_committed_and_save
     assert not [n for n in notes if n[0] in ("error", "warning")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the Editor to read a prompt with a mask and clicks as the mask refined by the clicks "
-    "(engine.prompts.model_inputs uses the mask alone today); remove this mark when it does",
-)
 def test_a_negative_click_refines_a_found_object(make_napari_viewer, cells_model):
     _sample, widget = _segmented(make_napari_viewer, cells_model)
     seg = widget.segmenter

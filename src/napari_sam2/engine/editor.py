@@ -103,7 +103,21 @@ class Editor:
         if chosen is not None and prompt.is_single_click:
             prompt = Prompt(frame=prompt.frame, obj_id=prompt.obj_id, points_xy=None, labels=None, box=None,
                             mask=chosen)  # fmt: skip
-        self.session.add_prompt(prompt=prompt, refine=refine)
+        self._add(prompt, refine=refine)
+
+    def _add(self, prompt: Prompt, *, refine: bool) -> None:
+        """One prompt into the session. A mask with clicks or a box (e.g. a found object the
+        user clicked on) means the mask refined by them: the mask first, then the clicks and
+        box with the mask as the decoder's mask input, as a click refines any mask."""
+        if prompt.mask is None or (prompt.points_xy is None and prompt.box is None):
+            self.session.add_prompt(prompt=prompt, refine=refine)
+            return
+        mask_only = Prompt(frame=prompt.frame, obj_id=prompt.obj_id, points_xy=None, labels=None, box=None,
+                           mask=prompt.mask)  # fmt: skip
+        clicks = Prompt(frame=prompt.frame, obj_id=prompt.obj_id, points_xy=prompt.points_xy, labels=prompt.labels,
+                        box=prompt.box)  # fmt: skip
+        self.session.add_prompt(prompt=mask_only, refine=refine)
+        self.session.add_prompt(prompt=clicks, refine=True)
 
     def _rebuild(self, obj: int, prompts: PromptSet) -> set[int]:
         """Make ``obj`` a function of its prompts alone; returns the frames to redraw."""
@@ -122,7 +136,7 @@ class Editor:
         """Changed prompts of a propagated object: corrections on their frames."""
         for key in keys:
             if key in prompts:
-                self.session.add_prompt(prompt=prompts[key], refine=True)
+                self._add(prompts[key], refine=True)
             elif obj in self.session.obj_ids:
                 self.session.clear_prompts(*key)
             self.coverage.setdefault(obj, set()).add(key[0])
