@@ -229,3 +229,14 @@ def test_otsu_foreground_finds_bright_and_dark_objects() -> None:
     assert (otsu_foreground(1000 - image) == (image > 500)).all()  # dark objects on a bright field
     assert not otsu_foreground(np.full((8, 8), 3)).any()
 
+
+
+def test_first_id_keeps_new_objects_above_ids_used_elsewhere(model, stack) -> None:
+    """The plugin passes the first id free in its result layer: no found object may take a
+    committed label's id."""
+    generator = AutomaticMaskGenerator(model, points_per_side=8)
+    with VideoSession(model, stack.image[:3], stack_kind="z") as session:
+        editor = Editor(session)
+        _, result = _run(everything_steps(editor, generator, every=3, first_id=40))
+    assert result.objects and min(result.objects) == 40
+    assert sorted(session.obj_ids) == result.objects == list(range(40, 40 + len(result.objects)))

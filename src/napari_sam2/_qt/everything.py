@@ -219,16 +219,20 @@ def slice_job(
     return SliceFound(frame, list(ids), is_constant(image))
 
 
-def stack_job(editor: Any, generator: Any, frame: int, settings: EverythingSettings) -> Generator[Progress, None, Any]:
+def stack_job(
+    editor: Any, generator: Any, frame: int, settings: EverythingSettings, first_id: int
+) -> Generator[Progress, None, Any]:
     """Find, track and add objects through the stack from ``frame`` (the engine's
-    ``everything_steps``: its progress payloads are ``FoundFrame(frame, labels, result)``);
-    closing it mid-way is a cancel that leaves the editor consistent."""
+    ``everything_steps``: its progress payloads are ``FoundFrame(frame, labels, result)``),
+    new ids from ``first_id`` on (above the result layer's labels too); closing it mid-way
+    is a cancel that leaves the editor consistent."""
     from ..engine.everything import everything_steps
 
     return (
         yield from everything_steps(
-            editor, generator, frame=frame, every=settings.every, direction="both", min_area=settings.min_area
-        )
+            editor, generator, frame=frame, every=settings.every, direction="both", min_area=settings.min_area,
+            first_id=first_id,
+        )  # fmt: skip
     )
 
 
@@ -466,13 +470,6 @@ class FoundObjects:
         if generator is None:
             return
         before = set(seg.session.obj_ids)
-        in_use = max([0, *before, *seg.prompts.obj_ids])
-        if seg.free_id() > in_use + 1:  # everything_steps numbers above the session's ids only
-            notify(
-                "warning",
-                f"the result layer or prompt layers hold ids above {in_use}: objects found through the stack "
-                "may take ids already used there, and committing one replaces that label on the slices it covers",
-            )
 
         def step(item: Progress) -> None:
             written = item.payload  # a FoundFrame: the slice's label image, made in the worker
@@ -499,7 +496,7 @@ class FoundObjects:
 
         seg._run(
             "SAM 2: segmenting all through the stack",
-            stack_job(seg.editor, generator, frame, settings),
+            stack_job(seg.editor, generator, frame, settings, seg.free_id()),
             on_yield=step, on_done=lambda _r: notify("info", summary(False)),
             on_cancel=lambda: notify("info", summary(True)), on_finally=finished, error_prefix="Segment all",
             text=JobText(doing="segmenting all through the stack", did="segmented the stack", unit="step"),

@@ -272,6 +272,7 @@ def everything_steps(
     min_new_area: int = 64,
     max_overlap: float = 0.2,
     foreground: Callable[[np.ndarray], np.ndarray] | None = otsu_foreground,
+    first_id: int | None = None,
 ) -> Generator[Progress, None, EverythingResult]:
     """Segment everything on ``frame`` and carry every object through the stack, adding new ones.
 
@@ -307,6 +308,10 @@ def everything_steps(
         A mask found at a check with more than this fraction on tracked objects is one of them.
     foreground : callable or None, default :func:`otsu_foreground`
         ``foreground(image) -> (H, W) bool``; None: judge found masks by overlap alone.
+    first_id : int, optional
+        The lowest id a new object may take (the plugin passes the first id free in its
+        result layer too, so a found object never takes a committed label's id); new ids are
+        also above every id in the session.
 
     Returns
     -------
@@ -358,7 +363,11 @@ def everything_steps(
                 if free < MIN_FOREGROUND_FRACTION * int((r.mask & ~tracked).sum()) or (not first and free < min_new_area):
                     continue  # mostly background (the field around the objects is one of the masks)
             keep.append(r)
-        ids = add_found(editor, t, keep, min_area=min_area if first else min_new_area)
+        floor = None
+        if first_id is not None:  # above every id in use and at least first_id (e.g. a result layer's labels)
+            in_use = set(session.obj_ids) | set(editor.prompts.obj_ids)
+            floor = max(int(first_id), max(in_use, default=0) + 1)
+        ids = add_found(editor, t, keep, min_area=min_area if first else min_new_area, first_id=floor)
         if ids:
             result.added.setdefault(t, []).extend(ids)
         return ids
