@@ -185,3 +185,31 @@ def test_the_batch_task_reports_instead_of_raising(files, tmp_path) -> None:
                                   points_per_side=4, torch_threads=1))  # fmt: skip
     assert good.status == "done" and good.result.objects == 0 and good.result.frames == 3
     assert (tmp_path / "b.zarr").is_dir() and leftovers(tmp_path) == []
+
+
+def test_batch_auto_writes_what_auto_writes_for_each_stack(files, tmp_path) -> None:
+    """``batch --auto``: one dask task per stack, each the labels ``auto`` gives it alone."""
+    pytest.importorskip("distributed")
+    d = tmp_path / "in"
+    d.mkdir()
+    np.save(d / "cells.npy", np.load(files["stack"]))
+    np.save(d / "flat.npy", np.load(files["flat"]))
+    proc = run_cli("batch", str(d / "cells.npy"), str(d / "flat.npy"), "--auto", "--every", "2", "--stack-kind", "t",
+                   *FAST, "-o", str(tmp_path / "out"), "--scheduler", "local:1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "2 done, 0 skipped" in proc.stdout and "float32" in proc.stdout
+    job = AutoJob(input=str(files["stack"]), output=str(tmp_path / "alone.zarr"), model=ModelSpec("napari-sam2-cells"),
+                  every=2, stack_kind="t", points_per_side=8, compute_dtype="float32", torch_threads=1)  # fmt: skip
+    auto_stack(job, configure=True)
+    batched = np.asarray(read_labels(tmp_path / "out" / "cells.zarr")[0])
+    assert batched.any() and np.array_equal(batched, np.asarray(read_labels(tmp_path / "alone.zarr")[0]))
+    assert not np.asarray(read_labels(tmp_path / "out" / "flat.zarr")[0]).any()
+    assert leftovers(tmp_path) == []
+
+
+def test_batch_takes_prompt_files_or_auto_not_both_nor_neither(files, tmp_path, capsys) -> None:
+    for extra in ([], ["--auto", "--prompts-dir", str(tmp_path)]):
+        code, _, err = _main(capsys, "batch", str(files["stack"]), "-o", str(tmp_path / "out"), *FAST, *extra)
+        assert code == 2
+        _one_line(err, "batch needs --prompts-dir DIR", "or --auto")
+    assert not (tmp_path / "out").exists()

@@ -212,8 +212,10 @@ def dask_client(scheduler: str, *, timeout: float = 10.0, n_stacks: int = 1) -> 
             cluster.close()
 
 
-def run_batch(client: Any, jobs: Sequence[SegmentJob]) -> Iterator[StackOutcome]:
-    """Submit one :func:`run_stack` task per job and yield outcomes as stacks finish.
+def run_batch(client: Any, jobs: Sequence[Any], task: Any = run_stack) -> Iterator[StackOutcome]:
+    """Submit one ``task`` per job (:func:`run_stack` for a :class:`SegmentJob`, or
+    :func:`napari_sam2.auto_pipeline.run_auto_stack` for an ``AutoJob``) and yield outcomes
+    as stacks finish.
 
     A task that raises (a bug, or a worker that died) becomes a failed outcome. After an
     outcome with ``model_error`` the caller may stop iterating; closing the generator
@@ -224,7 +226,7 @@ def run_batch(client: Any, jobs: Sequence[SegmentJob]) -> Iterator[StackOutcome]
     distributed = _import_distributed()
     # unique keys: dask would hand back an earlier run's result for a key it still holds
     run = uuid.uuid4().hex[:8]
-    futures = {client.submit(run_stack, job, pure=False, key=f"napari-sam2-{run}-{i}-{Path(job.input).name}"): job
+    futures = {client.submit(task, job, pure=False, key=f"napari-sam2-{run}-{i}-{Path(job.input).name}"): job
                for i, job in enumerate(jobs)}  # fmt: skip
     try:
         for future in distributed.as_completed(futures):
@@ -244,11 +246,14 @@ def run_batch(client: Any, jobs: Sequence[SegmentJob]) -> Iterator[StackOutcome]
 
 def plan_jobs(
     inputs: Iterable[str | os.PathLike[str]],
-    prompts_dir: str | os.PathLike[str],
+    prompts_dir: str | os.PathLike[str] | None,
     outdir: str | os.PathLike[str],
-    template: SegmentJob,
-) -> tuple[list[SegmentJob], list[StackOutcome]]:
+    template: Any,
+) -> tuple[list[Any], list[StackOutcome]]:
     """Jobs for ``inputs`` (``outdir/<stem>.zarr`` each), and the outcomes known up front.
+
+    ``template`` is a :class:`SegmentJob` with ``prompts_dir`` its prompt files' folder, or
+    an ``AutoJob`` (segment everything) with ``prompts_dir`` None.
 
     Known up front: ``skipped`` (the output is a label store of ours and
     ``template.overwrite`` is off: a finished earlier run) and ``failed`` (missing input, no
@@ -279,10 +284,14 @@ def plan_jobs(
             check_replaceable(output, template.overwrite)
             if not path.exists():
                 raise InputError(f"input {str(path)!r} does not exist")
-            prompts, boxes = find_prompt_files(path, prompts_dir)
-            check_output_spares(output, [prompts, boxes])
+            if prompts_dir is not None:
+                prompts, boxes = find_prompt_files(path, prompts_dir)
+                check_output_spares(output, [prompts, boxes])
         except (InputError, OutputExistsError) as exc:
             known.append(StackOutcome(str(path), str(output), "failed", error=str(exc), error_type=type(exc).__name__))
+            continue
+        if prompts_dir is None:
+            jobs.append(replace(template, input=str(path), output=str(output)))
             continue
         boxes_file = None if boxes is None else str(boxes)
         jobs.append(replace(template, input=str(path), prompts=str(prompts), boxes=boxes_file, output=str(output)))

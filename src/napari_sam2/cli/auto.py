@@ -15,36 +15,31 @@ from typing import Any
 from ._common import DEFAULT_HELP, PROG, _model_name, _positive_int
 
 
-def _add_auto(commands: Any) -> None:
+def auto_settings(*, stack_options: bool = True) -> argparse.ArgumentParser:
+    """The automatic step's options, shared by ``auto`` and ``batch --auto`` (whose own options
+    already have ``--direction``, ``--stack-kind`` and ``--axis``: ``stack_options=False``)."""
     from ..auto_pipeline import MODES
-    from ..pipeline import COMPUTE_DTYPES, DIRECTIONS
-    from ..runtime import default_threads
+    from ..pipeline import DIRECTIONS
 
-    auto = commands.add_parser(
-        "auto", help="segment everything in a stack: find objects on one frame, track them, add new ones",
-        description="Find every object on one frame with SAM 2's automatic step (a grid of clicks, or "
-        "seeds), track them through the stack, look for objects that appear later every K frames, and "
-        "write one instance label stack (OME-Zarr) of the input's shape. A 2-D image gives (Y, X) labels.",
-    )  # fmt: skip
-    auto.add_argument("input", type=Path, help="TIFF, zarr / OME-Zarr or .npy stack (or 2-D image)")
-    auto.add_argument("-o", "--output", type=Path, required=True, help="output OME-Zarr labels, e.g. labels.zarr")
+    auto = argparse.ArgumentParser(add_help=False)
     auto.add_argument("--mode", choices=MODES, default="grid",
                       help="grid: a grid of single clicks (SAM 2's automatic generator); seeded: seeds "
                       "from the image (default: grid)")  # fmt: skip
     auto.add_argument("--frame", type=int, metavar="N", help="the frame to search first (default: the middle one)")
     auto.add_argument("--every", type=int, default=5, metavar="K",
                       help="look for objects that appear later every K frames (default: 5)")  # fmt: skip
-    auto.add_argument(
-        "--direction", choices=DIRECTIONS, default="both",
-        help="both: forward from the first frame searched, then backward; forward / backward: one way only "
-        "(default: both)",
-    )  # fmt: skip
-    auto.add_argument(
-        "--stack-kind", choices=("t", "z"), default=None,
-        help="t: a time-lapse, z: a z-stack (a trained model tracks with its presence calibration for that "
-        "kind). Default: the input's own axis name, else uncalibrated",
-    )  # fmt: skip
-    auto.add_argument("--axis", type=int, default=0, help="the stack (z or time) axis of the input (default: 0)")
+    if stack_options:
+        auto.add_argument(
+            "--direction", choices=DIRECTIONS, default="both",
+            help="both: forward from the first frame searched, then backward; forward / backward: one way only "
+            "(default: both)",
+        )  # fmt: skip
+        auto.add_argument(
+            "--stack-kind", choices=("t", "z"), default=None,
+            help="t: a time-lapse, z: a z-stack (a trained model tracks with its presence calibration for that "
+            "kind). Default: the input's own axis name, else uncalibrated",
+        )  # fmt: skip
+        auto.add_argument("--axis", type=int, default=0, help="the stack (z or time) axis of the input (default: 0)")
     auto.add_argument("--points-per-side", type=int, default=32, metavar="N",
                       help="grid mode: N x N clicks per image (default: 32)")  # fmt: skip
     auto.add_argument("--pred-iou-thresh", type=float, default=0.8, metavar="X",
@@ -57,6 +52,22 @@ def _add_auto(commands: Any) -> None:
                       help="uncovered foreground a later object needs (default: 64)")  # fmt: skip
     auto.add_argument("--tile", type=int, metavar="N", help="run the automatic step in N x N tiles (large images)")
     auto.add_argument("--halo", type=int, metavar="N", help="overlap of neighbouring tiles, pixels")
+    return auto
+
+
+def _add_auto(commands: Any) -> None:
+    from ..pipeline import COMPUTE_DTYPES
+    from ..runtime import default_threads
+
+    auto = commands.add_parser(
+        "auto", help="segment everything in a stack: find objects on one frame, track them, add new ones",
+        description="Find every object on one frame with SAM 2's automatic step (a grid of clicks, or "
+        "seeds), track them through the stack, look for objects that appear later every K frames, and "
+        "write one instance label stack (OME-Zarr) of the input's shape. A 2-D image gives (Y, X) labels.",
+        parents=[auto_settings()],
+    )  # fmt: skip
+    auto.add_argument("input", type=Path, help="TIFF, zarr / OME-Zarr or .npy stack (or 2-D image)")
+    auto.add_argument("-o", "--output", type=Path, required=True, help="output OME-Zarr labels, e.g. labels.zarr")
     weights = auto.add_mutually_exclusive_group()
     weights.add_argument("--model", help=f"model name (default: {DEFAULT_HELP})")
     weights.add_argument("--checkpoint", type=Path, help="a local checkpoint file instead of --model")
@@ -81,7 +92,7 @@ def auto_job(args: argparse.Namespace, **fields: Any) -> Any:
     source = str(args.checkpoint.absolute()) if args.checkpoint is not None else _model_name(args)
     config = str(args.config.absolute()) if args.config is not None else None
     values: dict[str, Any] = dict(
-        input=str(args.input), output=str(args.output),
+        input=str(getattr(args, "input", "")), output=str(args.output),
         model=ModelSpec(source=source, config=config, device=args.device),
         mode=args.mode, frame=args.frame, every=args.every, axis=args.axis, direction=args.direction,
         stack_kind=args.stack_kind, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,

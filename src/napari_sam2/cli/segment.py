@@ -77,14 +77,19 @@ def _add_segment_and_batch(commands: Any) -> None:
     seg.add_argument("--boxes", type=Path, help="napari Shapes CSV: each rectangle is a box prompt")
     seg.add_argument("-o", "--output", type=Path, required=True, help="output OME-Zarr labels, e.g. labels.zarr")
 
+    from .auto import auto_settings
+
     bat = commands.add_parser(
-        "batch", parents=[common], help="segment many stacks on dask.distributed",
+        "batch", parents=[common, auto_settings(stack_options=False)], help="segment many stacks on dask.distributed",
         description="Segment each INPUT with the prompts DIR/<stem>.csv (or .json, plus optional "
-        "<stem>.boxes.csv) into OUTDIR/<stem>.zarr, one dask task per stack. Finished outputs are "
-        "skipped unless --overwrite.",
+        "<stem>.boxes.csv), or with --auto everything in it as `napari-sam2 auto` does (--mode, --every, "
+        "--points-per-side, ... apply then), into OUTDIR/<stem>.zarr, one dask task per stack. Finished "
+        "outputs are skipped unless --overwrite.",
     )  # fmt: skip
     bat.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="stacks (TIFF, zarr, .npy)")
-    bat.add_argument("--prompts-dir", type=Path, required=True, help="folder with <stem>.csv or <stem>.json")
+    bat.add_argument("--prompts-dir", type=Path, help="folder with <stem>.csv or <stem>.json (not with --auto)")
+    bat.add_argument("--auto", action="store_true",
+                     help="segment everything in each stack (napari-sam2 auto) instead of following prompt files")  # fmt: skip
     bat.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder")
     bat.add_argument(
         "--scheduler", default="local",
@@ -188,14 +193,27 @@ def _batch(args: argparse.Namespace) -> int:
 
     from ..batch import dask_client, parse_scheduler, plan_jobs, remove_partials, run_batch
 
+    from ..errors import InputError
+    from ..pipeline import run_stack
+
     start = time.perf_counter()
     kind, _ = parse_scheduler(args.scheduler)  # a bad value fails before any work
-    template = _job_template(args, input="", prompts="", output="")
+    if args.auto == (args.prompts_dir is not None):
+        raise InputError("batch needs --prompts-dir DIR (prompt files per stack) or --auto (segment everything), "
+                         "one of the two")  # fmt: skip
+    if args.auto:
+        from ..auto_pipeline import check_job, run_auto_stack
+        from .auto import auto_job
+
+        template, task = auto_job(args, output=""), run_auto_stack
+        check_job(template)  # bad settings fail before any work
+    else:
+        template, task = _job_template(args, input="", prompts="", output=""), run_stack
     _warn_if_slow(args)
     jobs, outcomes = plan_jobs(args.inputs, args.prompts_dir, args.output, template)
     if args.report is not None:  # before any work: the report must not cost the user a file
         _check_report(args.report, [*args.inputs, args.checkpoint, args.config,
-                                    *(f for j in jobs for f in (j.prompts, j.boxes))])  # fmt: skip
+                                    *(f for j in jobs for f in (getattr(j, "prompts", None), getattr(j, "boxes", None)))])  # fmt: skip
     for outcome in outcomes:
         _print_outcome(outcome, args.debug)
     status = 0
@@ -205,7 +223,7 @@ def _batch(args: argparse.Namespace) -> int:
             with dask_client(args.scheduler, timeout=args.connect_timeout, n_stacks=len(jobs)) as (client, threads):
                 threads = args.torch_threads or threads
                 jobs = [replace(job, torch_threads=threads) for job in jobs]
-                for outcome in run_batch(client, jobs):
+                for outcome in run_batch(client, jobs, task=task):
                     outcomes.append(outcome)
                     if outcome.model_error:  # every other stack would fail the same way
                         no_weights = outcome.error_type == "WeightsUnavailableError"
